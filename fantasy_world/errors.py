@@ -25,3 +25,7 @@ class CameraFormatError(FantasyWorldError):
 
 class GeometryFormatError(FantasyWorldError):
     """A geometry file (PLY, npz, COLMAP, ...) is malformed."""
+
+
+class GenerationCancelled(Exception):
+    """The user cancelled a running generation (not an error; the app just stops)."""
