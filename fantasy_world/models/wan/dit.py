@@ -1,0 +1,378 @@
+"""Wan2.1 diffusion transformer (T2V and I2V), module names matching the public checkpoints.
+
+The residual stream is kept in float32 and every sub-layer input is cast to its weight dtype, which is
+what Wan's own ``autocast`` regions amount to: with float32 weights the maths is exactly Wan's, with
+bf16 weights the linears run in bf16 while modulation, norms and residual sums stay in float32.
+
+``forward`` is ``embed`` -> blocks -> ``finalize`` so that a wrapping model (FantasyWorld's IRG blocks)
+can run the blocks, or the two halves of a block (``attend`` / ``feed_forward``), itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fantasy_world.errors import InputError
+from fantasy_world.models.wan.attention import attention
+from fantasy_world.models.wan.config import WanDiTConfig
+from fantasy_world.models.wan.rope import apply_rope, wan_rope_freqs
+
+
+def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:
+    """Wan's timestep embedding [B, dim] = [cos, sin](t * 10000^(-j/half)), computed in float64."""
+    half = dim // 2
+    pos = t.to(torch.float64)
+    angles = torch.outer(
+        pos, torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
+    )
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+
+
+def _cast(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    """Cast ``x`` to the dtype of ``module``'s weight (what an autocast region does for a linear)."""
+    return x.to(module.weight.dtype)
+
+
+class WanRMSNorm(nn.Module):
+    """RMS norm over the whole feature dim (all heads together), normalised in float32."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        normed = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return normed.type_as(x) * self.weight
+
+
+class WanLayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 whatever the input dtype; output keeps the input dtype."""
+
+    def __init__(self, dim: int, eps: float = 1e-6, elementwise_affine: bool = False) -> None:
+        super().__init__(dim, eps=eps, elementwise_affine=elementwise_affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight is None:
+            return nn.functional.layer_norm(x.float(), self.normalized_shape, None, None, self.eps).type_as(x)
+        return nn.functional.layer_norm(
+            x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps
+        ).type_as(x)
+
+
+class WanSelfAttention(nn.Module):
+    """Self-attention with q/k RMS norm and 3-D RoPE."""
+
+    def __init__(self, dim: int, num_heads: int, eps: float = 1e-6, qk_norm: bool = True) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.norm_k = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+        b, s = x.shape[:2]
+        x = _cast(x, self.q)
+        q = self.norm_q(self.q(x)).view(b, s, self.num_heads, self.head_dim)
+        k = self.norm_k(self.k(x)).view(b, s, self.num_heads, self.head_dim)
+        v = self.v(x).view(b, s, self.num_heads, self.head_dim)
+        out = attention(apply_rope(q, freqs), apply_rope(k, freqs), v)
+        return self.o(out.flatten(2))
+
+
+class WanCrossAttention(nn.Module):
+    """Cross-attention to text (and, for I2V, the first ``clip_tokens`` context tokens via ``*_img``).
+
+    ``camera_adapter`` (None by default, so no state-dict keys) is FantasyWorld's hook: when set and a
+    camera tensor is given, ``out += camera_adapter(out, camera)`` right before the output projection.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        eps: float = 1e-6,
+        qk_norm: bool = True,
+        image_input: bool = False,
+        clip_tokens: int = 257,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.image_input = image_input
+        self.clip_tokens = clip_tokens
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.norm_k = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
+        if image_input:
+            self.k_img = nn.Linear(dim, dim)
+            self.v_img = nn.Linear(dim, dim)
+            self.norm_k_img = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.camera_adapter: nn.Module | None
+        self.register_module("camera_adapter", None)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, camera: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = _cast(x, self.q)
+        context = _cast(context, self.k)
+        if self.image_input:
+            context_img, context = context[:, : self.clip_tokens], context[:, self.clip_tokens :]
+        q = self._heads(self.norm_q(self.q(x)))
+        k = self._heads(self.norm_k(self.k(context)))
+        v = self._heads(self.v(context))
+        out = attention(q, k, v).flatten(2)
+        if self.image_input:
+            k_img = self._heads(self.norm_k_img(self.k_img(context_img)))
+            v_img = self._heads(self.v_img(context_img))
+            out = out + attention(q, k_img, v_img).flatten(2)
+        if self.camera_adapter is not None and camera is not None:
+            out = out + self.camera_adapter(out, camera).to(out.dtype)
+        return self.o(out)
+
+
+@dataclass
+class WanState:
+    """Everything the blocks and the head need, produced once per forward by ``WanDiT.embed``."""
+
+    tokens: torch.Tensor  # [B, L, dim] float32 video tokens after patchify
+    grid: tuple[int, int, int]  # (f, h, w) token grid
+    e: torch.Tensor  # [B, dim] float32 time embedding (for the head)
+    t_mod: torch.Tensor  # [B, 6, dim] float32 block modulation
+    context: torch.Tensor  # [B, Lc', dim] embedded context, image tokens first for I2V
+    freqs: torch.Tensor  # [L, head_dim//2] complex64 RoPE table
+
+
+@dataclass
+class FfnModulation:
+    """Shift, scale and gate of a block's feed-forward, handed from ``attend`` to ``feed_forward``."""
+
+    shift: torch.Tensor
+    scale: torch.Tensor
+    gate: torch.Tensor
+
+
+class WanBlock(nn.Module):
+    """One Wan2.1 attention block: modulated self-attn, cross-attn, modulated FFN."""
+
+    def __init__(self, cfg: WanDiTConfig) -> None:
+        super().__init__()
+        dim = cfg.dim
+        self.norm1 = WanLayerNorm(dim, cfg.eps)
+        self.self_attn = WanSelfAttention(dim, cfg.num_heads, cfg.eps, cfg.qk_norm)
+        self.norm3 = (
+            WanLayerNorm(dim, cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
+        )
+        self.cross_attn = WanCrossAttention(
+            dim, cfg.num_heads, cfg.eps, cfg.qk_norm, cfg.image_input, cfg.clip_tokens
+        )
+        self.norm2 = WanLayerNorm(dim, cfg.eps)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, dim)
+        )
+        self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+
+    def attend(
+        self, x: torch.Tensor, state: WanState, camera: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, FfnModulation]:
+        """Self-attention and cross-attention with their residuals; returns the FFN modulators too."""
+        e = (self.modulation.float() + state.t_mod.float()).chunk(6, dim=1)
+        x = x.float()
+        y = self.self_attn(self.norm1(x) * (1 + e[1]) + e[0], state.freqs)
+        x = x + y.float() * e[2]
+        x = x + self.cross_attn(self.norm3(x), state.context, camera).float()
+        return x, FfnModulation(shift=e[3], scale=e[4], gate=e[5])
+
+    def feed_forward(self, x: torch.Tensor, mod: FfnModulation) -> torch.Tensor:
+        """Modulated, gated feed-forward with its residual."""
+        x = x.float()
+        y = self.ffn(_cast(self.norm2(x) * (1 + mod.scale) + mod.shift, self.ffn[0]))
+        return x + y.float() * mod.gate
+
+    def forward(self, x: torch.Tensor, state: WanState, camera: torch.Tensor | None = None) -> torch.Tensor:
+        return self.feed_forward(*self.attend(x, state, camera))
+
+
+class WanHead(nn.Module):
+    """Output head: modulated LayerNorm and a linear to ``prod(patch) * out_dim`` channels per token."""
+
+    def __init__(self, dim: int, out_dim: int, patch_size: tuple[int, int, int], eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm = WanLayerNorm(dim, eps)
+        self.head = nn.Linear(dim, math.prod(patch_size) * out_dim)
+        self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        shift, scale = (self.modulation.float() + e.float().unsqueeze(1)).chunk(2, dim=1)
+        return self.head(_cast(self.norm(x.float()) * (1 + scale) + shift, self.head)).float()
+
+
+class WanImageEmbedding(nn.Module):
+    """CLIP image tokens -> model width (``img_emb.proj``: LN, Linear, GELU, Linear, LN)."""
+
+    def __init__(self, clip_dim: int, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Sequential(
+            nn.LayerNorm(clip_dim),
+            nn.Linear(clip_dim, clip_dim),
+            nn.GELU(),
+            nn.Linear(clip_dim, dim),
+            nn.LayerNorm(dim),
+        )
+
+    def forward(self, clip_fea: torch.Tensor) -> torch.Tensor:
+        return self.proj(_cast(clip_fea, self.proj[1]))
+
+
+class WanDiT(nn.Module):
+    """The Wan2.1 DiT. ``forward(x, t, context, clip_fea, y, camera)`` -> predicted flow [B, out_dim, F, H, W]."""
+
+    def __init__(self, cfg: WanDiTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        dim = cfg.dim
+        self.patch_embedding = nn.Conv3d(cfg.in_dim, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.text_embedding = nn.Sequential(
+            nn.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim)
+        )
+        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim * 6))
+        self.blocks = nn.ModuleList(WanBlock(cfg) for _ in range(cfg.num_layers))
+        self.head = WanHead(dim, cfg.out_dim, cfg.patch_size, cfg.eps)
+        if cfg.image_input:
+            self.img_emb = WanImageEmbedding(cfg.clip_dim, dim)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Wan's initialisation: xavier linears, normal(0.02) embeddings, zero output head."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.xavier_uniform_(self.patch_embedding.weight.flatten(1))
+        nn.init.zeros_(self.patch_embedding.bias)
+        for seq in (self.text_embedding, self.time_embedding):
+            for module in seq:
+                if isinstance(module, nn.Linear):
+                    nn.init.normal_(module.weight, std=0.02)
+        nn.init.zeros_(self.head.head.weight)
+
+    def _check_inputs(
+        self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, clip_fea: torch.Tensor | None
+    ) -> None:
+        cfg = self.cfg
+        if x.ndim != 5 or x.shape[1] != cfg.in_dim:
+            raise InputError(f"DiT input latents shape {tuple(x.shape)}: expected [B, {cfg.in_dim}, F, H, W]")
+        bad = [s for s, p in zip(x.shape[2:], cfg.patch_size) if s % p]
+        if bad:
+            raise InputError(
+                f"DiT latent grid {tuple(x.shape[2:])}: expected multiples of patch {cfg.patch_size}"
+            )
+        if t.shape != (x.shape[0],):
+            raise InputError(f"DiT timesteps shape {tuple(t.shape)}: expected [{x.shape[0]}]")
+        if context.ndim != 3 or context.shape[0] != x.shape[0] or context.shape[2] != cfg.text_dim:
+            raise InputError(
+                f"DiT text context shape {tuple(context.shape)}: expected [B, <= {cfg.text_len}, {cfg.text_dim}]"
+            )
+        if context.shape[1] > cfg.text_len:
+            raise InputError(
+                f"DiT text context has {context.shape[1]} tokens: expected at most {cfg.text_len}"
+            )
+        if cfg.image_input:
+            want = (x.shape[0], cfg.clip_tokens, cfg.clip_dim)
+            if clip_fea is None or tuple(clip_fea.shape) != want:
+                got = None if clip_fea is None else tuple(clip_fea.shape)
+                raise InputError(f"I2V DiT clip_fea shape {got}: expected {want}")
+        elif clip_fea is not None:
+            raise InputError(
+                "clip_fea given to a text-to-video DiT: expected None (config has image_input=False)"
+            )
+
+    def embed(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        clip_fea: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+    ) -> WanState:
+        """Patchify latents, embed time and context, build RoPE: the state the blocks consume."""
+        cfg = self.cfg
+        if y is not None:
+            if y.ndim != 5 or x.ndim != 5 or y.shape[0] != x.shape[0] or y.shape[2:] != x.shape[2:]:
+                raise InputError(
+                    f"DiT conditioning y shape {tuple(y.shape)}: expected [B, C, F, H, W] like x {tuple(x.shape)}"
+                )
+            x = torch.cat([x, y.to(x.dtype)], dim=1)
+        elif cfg.image_input and x.ndim == 5 and x.shape[1] == cfg.out_dim:
+            raise InputError(
+                f"I2V DiT got {cfg.out_dim}-channel latents and no y: expected y with {cfg.in_dim - cfg.out_dim} channels"
+            )
+        t = torch.as_tensor(t, device=x.device)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        self._check_inputs(x, t, context, clip_fea)
+
+        tokens = self.patch_embedding(_cast(x, self.patch_embedding))
+        grid = (tokens.shape[2], tokens.shape[3], tokens.shape[4])
+        tokens = tokens.flatten(2).transpose(1, 2).float()
+
+        sin = sinusoidal_embedding(cfg.freq_dim, t).float()
+        e = _linear_f32(self.time_embedding[2], nn.functional.silu(_linear_f32(self.time_embedding[0], sin)))
+        t_mod = _linear_f32(self.time_projection[1], nn.functional.silu(e)).unflatten(1, (6, cfg.dim))
+
+        pad = cfg.text_len - context.shape[1]
+        if pad:
+            context = torch.cat([context, context.new_zeros(context.shape[0], pad, context.shape[2])], dim=1)
+        ctx = self.text_embedding(_cast(context, self.text_embedding[0]))
+        if cfg.image_input:
+            ctx = torch.cat([self.img_emb(clip_fea).to(ctx.dtype), ctx], dim=1)
+
+        freqs = wan_rope_freqs(cfg.head_dim, grid, tokens.device, cfg.rope_theta)
+        return WanState(tokens=tokens, grid=grid, e=e, t_mod=t_mod, context=ctx, freqs=freqs)
+
+    def finalize(self, tokens: torch.Tensor, state: WanState) -> torch.Tensor:
+        """Output head and unpatchify: tokens [B, L, dim] -> float32 [B, out_dim, F, H, W]."""
+        out = self.head(tokens, state.e)
+        f, h, w = state.grid
+        pt, ph, pw = self.cfg.patch_size
+        c = self.cfg.out_dim
+        out = out.view(out.shape[0], f, h, w, pt, ph, pw, c)
+        out = torch.einsum("bfhwpqrc->bcfphqwr", out)
+        return out.reshape(out.shape[0], c, f * pt, h * ph, w * pw)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        clip_fea: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        camera: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        state = self.embed(x, t, context, clip_fea=clip_fea, y=y)
+        tokens = state.tokens
+        for block in self.blocks:
+            tokens = block(tokens, state, camera)
+        return self.finalize(tokens, state)
+
+
+def _linear_f32(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """A linear evaluated in float32 regardless of the stored dtype (Wan's time path is float32)."""
+    return nn.functional.linear(x.float(), layer.weight.float(), layer.bias.float())
