@@ -1,0 +1,78 @@
+"""Camera adapters in the DiT cross-attention (official ``CrossAttentionAdapterProcessor``, "adaln").
+
+After a block's text (+image) cross-attention and before its output projection ``o``, the adapter adds a
+per-token shift computed from the attention output and the camera features. The last layer of
+``v_proj`` starts at zero, so an untrained adapter adds exactly nothing; camera features that are all
+zero (no camera given) skip the adapter, as in the official processor. We install adapters as
+``cross_attn.camera_adapter`` of the configured DiT blocks; the official key is ``cross_attn.processor``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fantasy_world.errors import InputError
+
+
+class GroupLinearDualK(nn.Module):
+    """``group1`` on the camera features plus ``group2`` (Linear, ReLU, Linear) on the attention output."""
+
+    def __init__(self, context_dim: int, hidden_dim: int, inner_dim: int) -> None:
+        super().__init__()
+        self.group1 = nn.Linear(context_dim, context_dim)
+        self.group2 = nn.Sequential(
+            nn.Linear(hidden_dim, inner_dim), nn.ReLU(), nn.Linear(inner_dim, context_dim)
+        )
+
+    def forward(self, camera: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.group2(x) + self.group1(camera)
+
+
+class GroupLinearDualV(nn.Module):
+    """``group2`` (Linear, ReLU, Linear) to the block width; the last layer is zero-initialised."""
+
+    def __init__(self, context_dim: int, hidden_dim: int, inner_dim: int) -> None:
+        super().__init__()
+        self.group2 = nn.Sequential(
+            nn.Linear(context_dim, inner_dim), nn.ReLU(), nn.Linear(inner_dim, hidden_dim)
+        )
+        nn.init.zeros_(self.group2[2].weight)
+        nn.init.zeros_(self.group2[2].bias)
+
+    def forward(self, combined: torch.Tensor) -> torch.Tensor:
+        return self.group2(combined)
+
+
+class CameraAdapter(nn.Module):
+    """Additive camera shift for one DiT block: ``shift = v_proj(k_proj(camera, out))``."""
+
+    def __init__(self, hidden_dim: int, context_dim: int, k_inner: int, v_inner: int) -> None:
+        super().__init__()
+        self.context_dim = context_dim
+        self.k_proj = GroupLinearDualK(context_dim, hidden_dim, k_inner)
+        self.v_proj = GroupLinearDualV(context_dim, hidden_dim, v_inner)
+
+    def forward(self, out: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+        """out [B, L, dim] cross-attention result, camera [B, L, context_dim] -> shift broadcastable to out."""
+        if camera.shape[:2] != out.shape[:2] or camera.shape[-1] != self.context_dim:
+            raise InputError(
+                f"camera features {tuple(camera.shape)}: expected [{out.shape[0]}, {out.shape[1]}, "
+                f"{self.context_dim}] (one feature per video token)"
+            )
+        if not bool(camera.detach().any()):
+            return out.new_zeros(())
+        dtype = self.k_proj.group1.weight.dtype
+        return self.v_proj(self.k_proj(camera.to(dtype), out.to(dtype)))
+
+
+def install_camera_adapters(
+    blocks: nn.ModuleList, block_ids: range, context_dim: int, k_inner: int, v_inner: int
+) -> None:
+    """Give DiT blocks ``block_ids`` a fresh camera adapter each (replacing any existing one)."""
+    for j in block_ids:
+        if not 0 <= j < len(blocks):
+            raise InputError(f"camera adapter block {j}: expected an index below {len(blocks)}")
+        cross = blocks[j].cross_attn
+        hidden = cross.o.in_features
+        cross.camera_adapter = CameraAdapter(hidden, context_dim, k_inner, v_inner)
