@@ -1,0 +1,174 @@
+"""``python -m fantasy_world``: generate, reconstruct and camera-path commands.
+
+User mistakes print one line ``error: ...`` and exit with code 2; there is never a traceback for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fantasy_world.errors import FantasyWorldError, GenerationCancelled
+
+log = logging.getLogger("fantasy_world")
+
+EXIT_USER_ERROR = 2
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="tiny", help="'tiny' (bundled) or a model folder (default: tiny)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32")
+
+
+def _add_export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-points", type=int, default=300_000, help="cap of points.ply / scene.glb (default 300000)"
+    )
+    p.add_argument(
+        "--conf-percentile",
+        type=float,
+        default=20.0,
+        help="drop this percentage of least-confident points (default 20)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fantasy_world", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="prompt (+ start image) + camera path → video and geometry bundle")
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--negative-prompt", default=None)
+    gen.add_argument("--camera", default="orbit", help="preset name (orbit, dolly-in, ...) or a camera file")
+    gen.add_argument("--image", default=None, help="start image (image-to-world models)")
+    gen.add_argument("--frames", type=int, default=None, help="1+4k video frames")
+    gen.add_argument("--height", type=int, default=None)
+    gen.add_argument("--width", type=int, default=None)
+    gen.add_argument("--steps", type=int, default=None)
+    gen.add_argument("--guidance", type=float, default=None)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument(
+        "--scene-scale",
+        type=float,
+        default=1.0,
+        help="divide camera-file translations by this (scene units per file unit)",
+    )
+    gen.add_argument("--out", required=True, help="output folder for the bundle")
+    _add_model_args(gen)
+    _add_export_args(gen)
+
+    rec = sub.add_parser("reconstruct", help="depth, points and cameras of an existing video")
+    rec.add_argument("--video", required=True)
+    rec.add_argument("--out", required=True)
+    rec.add_argument("--prompt", default="", help="optional description of the video")
+    rec.add_argument("--frames", type=int, default=None, help="use the first N frames (1+4k)")
+    _add_model_args(rec)
+    _add_export_args(rec)
+
+    cam = sub.add_parser("camera", help="make a camera path from a preset or convert a camera file")
+    src = cam.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", help="preset name")
+    src.add_argument("--input", help="camera file to convert (WorldScore, RE10K, nerfstudio or ours)")
+    cam.add_argument("--frames", type=int, required=True)
+    cam.add_argument("--out", required=True)
+    cam.add_argument("--format", default="native", choices=["native", "worldscore", "re10k", "nerfstudio"])
+    cam.add_argument("--width", type=int, default=832)
+    cam.add_argument("--height", type=int, default=480)
+    return parser
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from fantasy_world.pipeline import FantasyWorldPipeline
+
+    pipe = FantasyWorldPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    bar = tqdm(total=None, desc="denoising", unit="step", file=sys.stderr)
+
+    def on_step(info) -> None:  # noqa: ANN001 - StepInfo
+        bar.total = info.total
+        bar.update(1)
+
+    try:
+        world = pipe(
+            args.prompt,
+            camera=args.camera,
+            image=args.image,
+            negative_prompt=args.negative_prompt,
+            seed=args.seed,
+            steps=args.steps,
+            guidance=args.guidance,
+            frames=args.frames,
+            height=args.height,
+            width=args.width,
+            scene_scale=args.scene_scale,
+            on_step=on_step,
+        )
+    finally:
+        bar.close()
+    paths = world.save(args.out, max_points=args.max_points, conf_percentile=args.conf_percentile)
+    t = world.timings
+    print(
+        f"wrote {len(paths)} files to {Path(args.out).resolve()} "
+        f"(denoise {t.get('denoise', 0):.1f}s, decode {t.get('decode', 0):.1f}s, total {t.get('total', 0):.1f}s)"
+    )
+    return 0
+
+
+def _run_reconstruct(args: argparse.Namespace) -> int:
+    from fantasy_world.geometry.video import read_video
+    from fantasy_world.pipeline import FantasyWorldPipeline
+    from fantasy_world.video_input import fit_video
+
+    video, fps = read_video(args.video)
+    pipe = FantasyWorldPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    clip = fit_video(video, pipe.loaded.limits(pipe.device), frames=args.frames, source=args.video)
+    world = pipe.reconstruct(clip, prompt=args.prompt, fps=fps)
+    paths = world.save(args.out, max_points=args.max_points, conf_percentile=args.conf_percentile)
+    print(
+        f"wrote {len(paths)} files to {Path(args.out).resolve()} ({clip.shape[0]} frames {clip.shape[1]}x{clip.shape[2]})"
+    )
+    return 0
+
+
+def _run_camera(args: argparse.Namespace) -> int:
+    from fantasy_world.camera import CameraPath, read_camera_file, save_camera_file
+    from fantasy_world.validation import check_frames
+
+    frames = args.frames
+    if not 1 <= frames <= 10000:
+        check_frames(frames)
+    if args.preset:
+        traj = CameraPath.preset(args.preset, num_frames=frames).sample(frames, args.width, args.height)
+    else:
+        loaded = read_camera_file(args.input, width=args.width, height=args.height)
+        if not isinstance(loaded, CameraPath):
+            loaded = loaded if len(loaded) == frames else CameraPath.from_trajectory(loaded)
+        traj = loaded.sample(frames, args.width, args.height) if isinstance(loaded, CameraPath) else loaded
+    save_camera_file(traj, args.out, format=args.format)
+    print(f"wrote {args.format} camera path with {traj.c2w.shape[0]} frames to {Path(args.out).resolve()}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    handlers = {"generate": _run_generate, "reconstruct": _run_reconstruct, "camera": _run_camera}
+    try:
+        return handlers[args.command](args)
+    except FantasyWorldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except GenerationCancelled as exc:
+        print(f"cancelled: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("cancelled: interrupted", file=sys.stderr)
+        return 130

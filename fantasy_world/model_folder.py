@@ -1,0 +1,264 @@
+"""Model folders: what ``FantasyWorldPipeline.from_pretrained`` accepts and how our own models are stored.
+
+Three sources are understood:
+
+* ``"tiny"`` — the bundled model in ``checkpoints/fantasyworld-tiny/``. When that folder has not been
+  trained and shipped yet, a seeded random initialisation of the tiny config is used and a warning says
+  so (geometry and video are then noise; the code path is the real one).
+* our own folder — ``fantasyworld.json`` (format, version, full typed configs, generation defaults) plus
+  ``model.safetensors`` (FantasyWorld model incl. the Wan DiT) and ``vae.safetensors``.
+* an official FantasyWorld-Wan2.1-I2V-14B-480P folder — ``model.pth`` next to the Wan2.1-I2V-14B-480P
+  files (directly or in a ``Wan2.1-I2V-14B-480P/`` sub-folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fantasy_world.checkpoints import load_into_model, read_state_dict
+from fantasy_world.checkpoints.sharding import save_sharded, weights_path
+from fantasy_world.errors import CheckpointError
+from fantasy_world.models.fantasy.config import FantasyWorldConfig, fantasy_world_config
+from fantasy_world.models.fantasy.model import FantasyWorldModel
+from fantasy_world.models.wan.text_encoder import TextEncoder, load_text_encoder
+from fantasy_world.models.wan.vae import WanVAE, WanVAEConfig, wan_vae_config
+from fantasy_world.utils.dataclass_io import config_from_dict, config_to_dict
+from fantasy_world.validation import SizeLimits
+
+log = logging.getLogger(__name__)
+
+FOLDER_FORMAT = "fantasyworld-studio-model"
+FOLDER_VERSION = 1
+CONFIG_FILE = "fantasyworld.json"
+MODEL_FILE = "model.safetensors"
+VAE_FILE = "vae.safetensors"
+REPO_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+TINY_DIR = REPO_CHECKPOINTS / "fantasyworld-tiny"
+WAN_I2V_DIRNAME = "Wan2.1-I2V-14B-480P"
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """Settings a model generates with when the caller gives none."""
+
+    frames: int = 17
+    height: int = 128
+    width: int = 192
+    steps: int = 10
+    guidance: float = 4.0
+    shift: float = 5.0
+    fps: float = 16.0
+    negative_prompt: str = ""
+    reconstruct_prompt: str = "a scene"
+    max_pixels_cpu: int = 256 * 384
+    max_pixels_cuda: int = 1280 * 720
+
+
+TINY_DEFAULTS = GenerationDefaults()
+OFFICIAL_I2V_DEFAULTS = GenerationDefaults(
+    frames=81,
+    height=336,
+    width=592,
+    steps=50,
+    guidance=5.0,
+    max_pixels_cpu=336 * 592,
+    max_pixels_cuda=720 * 1280,
+)
+
+
+@dataclass
+class LoadedModel:
+    """Everything a pipeline needs, already on its device."""
+
+    name: str
+    model: FantasyWorldModel
+    vae: WanVAE
+    text_encoder: TextEncoder
+    image_encoder: nn.Module | None
+    defaults: GenerationDefaults
+    trained: bool
+    tiled_decode: bool = False
+
+    def limits(self, device: torch.device) -> SizeLimits:
+        cap = self.defaults.max_pixels_cuda if device.type == "cuda" else self.defaults.max_pixels_cpu
+        return SizeLimits(max_pixels=cap)
+
+
+def _text_encoder_kind(cfg: FantasyWorldConfig) -> str:
+    return "minilm" if cfg.dit.text_dim == 384 else "umt5-xxl"
+
+
+def _random_tiny(device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    log.warning(
+        "checkpoints/fantasyworld-tiny is not present: using a seeded random initialisation of the tiny "
+        "config (video and geometry will be noise until the trained tiny model is bundled)"
+    )
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    try:
+        cfg = fantasy_world_config("tiny")
+        model = FantasyWorldModel(cfg)
+        vae = WanVAE(wan_vae_config("tiny"))
+    finally:
+        torch.random.set_rng_state(gen_state)
+    text = load_text_encoder(_text_encoder_kind(cfg), None, device, torch.float32)
+    return LoadedModel(
+        name="tiny",
+        model=model.to(device=device, dtype=dtype).eval(),
+        vae=vae.to(device=device, dtype=torch.float32).eval(),
+        text_encoder=text,
+        image_encoder=None,
+        defaults=TINY_DEFAULTS,
+        trained=False,
+    )
+
+
+def read_folder_config(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{folder}: not a model folder (expected {CONFIG_FILE} in it)") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FOLDER_FORMAT:
+        raise CheckpointError(f'{path}: expected "format": "{FOLDER_FORMAT}"')
+    if meta.get("version") != FOLDER_VERSION:
+        raise CheckpointError(
+            f"{path}: folder version {meta.get('version')!r}; this release reads version {FOLDER_VERSION}"
+        )
+    for key in ("model", "vae"):
+        if key not in meta:
+            raise CheckpointError(f"{path}: missing the {key!r} config")
+    return meta
+
+
+def load_our_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    meta = read_folder_config(folder)
+    cfg = config_from_dict(FantasyWorldConfig, meta["model"], "model")
+    vae_cfg = config_from_dict(WanVAEConfig, meta["vae"], "vae")
+    defaults = config_from_dict(GenerationDefaults, meta.get("defaults", {}), "defaults")
+    model_file, vae_file = weights_path(folder, MODEL_FILE), weights_path(folder, VAE_FILE)
+    with torch.device("meta"):
+        model = FantasyWorldModel(cfg)
+        vae = WanVAE(vae_cfg)
+    load_into_model(model, read_state_dict(model_file), source=str(model_file), dtype=dtype)
+    load_into_model(vae, read_state_dict(vae_file), source=str(vae_file), dtype=torch.float32)
+    text_kind = meta.get("text_encoder", {}).get("kind", _text_encoder_kind(cfg))
+    text = load_text_encoder(text_kind, meta.get("text_encoder", {}).get("path"), device, torch.float32)
+    return LoadedModel(
+        name=str(meta.get("name", folder.name)),
+        model=model.to(device=device, dtype=dtype).eval(),
+        vae=vae.to(device=device).eval(),
+        text_encoder=text,
+        image_encoder=None,
+        defaults=defaults,
+        trained=bool(meta.get("trained", True)),
+    )
+
+
+def save_our_folder(
+    folder: str | Path,
+    name: str,
+    model: FantasyWorldModel,
+    vae: WanVAE,
+    defaults: GenerationDefaults = TINY_DEFAULTS,
+    *,
+    trained: bool = True,
+    weight_dtype: torch.dtype | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a model folder that :func:`load_model` reads back (safetensors + typed JSON config)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def cast(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if weight_dtype is None:
+            return state
+        return {k: v.to(weight_dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+    save_sharded(cast(model.state_dict()), folder, MODEL_FILE)
+    save_sharded(cast(vae.state_dict()), folder, VAE_FILE)
+    meta = {
+        "format": FOLDER_FORMAT,
+        "version": FOLDER_VERSION,
+        "name": name,
+        "trained": trained,
+        "model": config_to_dict(model.cfg),
+        "vae": config_to_dict(vae.cfg),
+        "text_encoder": {"kind": _text_encoder_kind(model.cfg)},
+        "defaults": config_to_dict(defaults),
+        **(extra or {}),
+    }
+    (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    return folder
+
+
+def _official_wan_dir(folder: Path) -> Path:
+    sub = folder / WAN_I2V_DIRNAME
+    return sub if sub.is_dir() else folder
+
+
+def load_official_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """FantasyWorld-Wan2.1-I2V-14B-480P: ``model.pth`` + the Wan2.1-I2V-14B-480P files."""
+    from fantasy_world.models.fantasy.official_checkpoint import load_official_fantasyworld
+    from fantasy_world.models.wan.clip_vision import load_clip_vision
+    from fantasy_world.models.wan.vae import load_wan_vae
+
+    wan_dir = _official_wan_dir(folder)
+    needed = {
+        "Wan VAE": wan_dir / "Wan2.1_VAE.pth",
+        "umT5 encoder": wan_dir / "models_t5_umt5-xxl-enc-bf16.pth",
+        "umT5 tokenizer folder": wan_dir / "google" / "umt5-xxl",
+        "CLIP image encoder": wan_dir / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth",
+    }
+    for what, path in needed.items():
+        if not path.exists():
+            raise CheckpointError(f"{folder}: missing the {what} ({path.name}) of Wan2.1-I2V-14B-480P")
+    model, report = load_official_fantasyworld(wan_dir, folder / "model.pth", device=device, dtype=dtype)
+    log.info(report.summary() if hasattr(report, "summary") else str(report))
+    vae = load_wan_vae(needed["Wan VAE"], device=device, dtype=torch.float32)
+    text = load_text_encoder("umt5-xxl", str(wan_dir), device, dtype)
+    clip = load_clip_vision(needed["CLIP image encoder"], device=device, dtype=dtype)
+    return LoadedModel(
+        name="wan2.1-i2v-14b",
+        model=model.eval(),
+        vae=vae.eval(),
+        text_encoder=text,
+        image_encoder=clip.eval(),
+        defaults=dataclasses.replace(OFFICIAL_I2V_DEFAULTS),
+        trained=True,
+        tiled_decode=True,
+    )
+
+
+def load_model(name_or_path: str | Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """Resolve ``tiny``, one of our model folders, or an official FantasyWorld folder."""
+    text = str(name_or_path)
+    if text == "tiny":
+        if (TINY_DIR / CONFIG_FILE).is_file():
+            return load_our_folder(TINY_DIR, device, dtype)
+        return _random_tiny(device, dtype)
+    folder = Path(text).expanduser()
+    if not folder.exists():
+        raise CheckpointError(
+            f"model {text!r}: not found; expected 'tiny', a model folder with {CONFIG_FILE}, or a folder with "
+            f"the official FantasyWorld model.pth and the {WAN_I2V_DIRNAME} files (see checkpoints/README.md)"
+        )
+    if not folder.is_dir():
+        raise CheckpointError(f"model {text!r}: expected a folder, got a file")
+    if (folder / CONFIG_FILE).is_file():
+        return load_our_folder(folder, device, dtype)
+    if (folder / "model.pth").is_file():
+        return load_official_folder(folder, device, dtype)
+    raise CheckpointError(
+        f"model folder {folder}: holds neither {CONFIG_FILE} (our format) nor model.pth (official FantasyWorld)"
+    )
