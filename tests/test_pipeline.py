@@ -24,8 +24,14 @@ def pipe():
 @pytest.fixture(scope="module")
 def world(pipe):
     steps = []
-    result = pipe("a red ball beside a tall blue box", camera="orbit", seed=1, preview_every=1,
-                  on_step=steps.append, **SMALL)
+    result = pipe(
+        "a red ball beside a tall blue box",
+        camera="orbit",
+        seed=1,
+        preview_every=1,
+        on_step=steps.append,
+        **SMALL,
+    )
     return result, steps
 
 
@@ -48,7 +54,9 @@ def test_outputs_have_one_prediction_per_video_frame_at_full_resolution(world):
 def test_step_callback_and_live_preview(world):
     _, steps = world
     assert [s.step for s in steps] == [1, 2] and all(s.total == 2 for s in steps)
-    assert steps[0].preview is not None and steps[-1].preview is None  # the last step's geometry is the result
+    assert (
+        steps[0].preview is not None and steps[-1].preview is None
+    )  # the last step's geometry is the result
     prev = steps[0].preview
     assert prev.depths.shape == (SMALL["frames"], SMALL["height"], SMALL["width"])
     assert steps[0].timestep == pytest.approx(1000.0)
@@ -86,8 +94,17 @@ def test_camera_path_changes_the_video(pipe, world):
 def test_save_writes_a_complete_readable_bundle(world, tmp_path):
     result, _ = world
     paths = result.save(tmp_path, max_points=5000)
-    for name in ["video.mp4", "depth.mp4", "world.npz", "points.ply", "scene.glb", "cameras.json",
-                 "transforms.json", "meta.json", "colmap/sparse/0/images.txt"]:
+    for name in [
+        "video.mp4",
+        "depth.mp4",
+        "world.npz",
+        "points.ply",
+        "scene.glb",
+        "cameras.json",
+        "transforms.json",
+        "meta.json",
+        "colmap/sparse/0/images.txt",
+    ]:
         assert (tmp_path / name).is_file(), name
     assert len(paths) >= 9
     back = load_bundle(tmp_path)
@@ -150,13 +167,32 @@ def test_reconstruct_gives_geometry_for_a_video(pipe, world):
 
 def test_cli_generate_and_errors(tmp_path, capsys):
     out = tmp_path / "cli"
-    rc = main(["generate", "--prompt", "a red ball", "--frames", "5", "--height", "64", "--width", "96",
-               "--steps", "1", "--out", str(out), "--device", "cpu"])
+    rc = main(
+        [
+            "generate",
+            "--prompt",
+            "a red ball",
+            "--frames",
+            "5",
+            "--height",
+            "64",
+            "--width",
+            "96",
+            "--steps",
+            "1",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0 and (out / "world.npz").is_file() and (out / "video.mp4").is_file()
     rc = main(["generate", "--prompt", "a red ball", "--frames", "6", "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("error: frames=6")
-    rc = main(["generate", "--prompt", "x", "--camera", str(tmp_path / "nope.json"), "--out", str(tmp_path / "y")])
+    rc = main(
+        ["generate", "--prompt", "x", "--camera", str(tmp_path / "nope.json"), "--out", str(tmp_path / "y")]
+    )
     assert rc == 2 and "nope.json" in capsys.readouterr().err
 
 
@@ -170,6 +206,15 @@ def test_cli_camera_and_reconstruct(tmp_path, world, capsys):
     assert "bad.json" in capsys.readouterr().err
     result, _ = world
     result.save(tmp_path / "b", max_points=1000)
-    rc = main(["reconstruct", "--video", str(tmp_path / "b" / "video.mp4"), "--out", str(tmp_path / "rec"),
-               "--device", "cpu"])
+    rc = main(
+        [
+            "reconstruct",
+            "--video",
+            str(tmp_path / "b" / "video.mp4"),
+            "--out",
+            str(tmp_path / "rec"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0 and (tmp_path / "rec" / "points.ply").is_file()

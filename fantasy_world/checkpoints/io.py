@@ -57,7 +57,9 @@ def read_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Te
         indexes = sorted(path.glob("*.safetensors.index.json")) + sorted(path.glob("*.bin.index.json"))
         if indexes:
             return read_state_dict(indexes[0], device)
-        files = sorted(path.glob("*.safetensors")) or sorted(p for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+        files = sorted(path.glob("*.safetensors")) or sorted(
+            p for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES
+        )
         if not files:
             raise CheckpointError(f"{path}: folder holds no .safetensors/.pth weights or *.index.json")
         return _merge((_read_one(f, device) for f in files), path)
@@ -70,7 +72,9 @@ def read_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Te
         shards = sorted(set(weight_map.values()))
         missing = [s for s in shards if not (path.parent / s).is_file()]
         if missing:
-            raise CheckpointError(f"{path}: shard files missing next to the index: {', '.join(missing[:_LIST_LIMIT])}")
+            raise CheckpointError(
+                f"{path}: shard files missing next to the index: {', '.join(missing[:_LIST_LIMIT])}"
+            )
         state = _merge((_read_one(path.parent / s, device) for s in shards), path)
         absent = sorted(set(weight_map) - set(state))
         if absent:
@@ -89,7 +93,9 @@ def _merge(parts: Iterable[dict[str, torch.Tensor]], origin: Path) -> dict[str, 
     return merged
 
 
-def save_state_dict(state: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+def save_state_dict(
+    state: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> None:
     """Write a safetensors file (tensors made contiguous, shared storage split)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
