@@ -29,3 +29,7 @@ class GeometryFormatError(FantasyWorldError):
 
 class GenerationCancelled(Exception):
     """The user cancelled a running generation (not an error; the app just stops)."""
+
+
+class OutOfMemory(FantasyWorldError):
+    """The device ran out of memory; the message says what to change. Memory has been released."""

@@ -9,6 +9,8 @@ every K steps as a live preview), decodes the video and returns a :class:`WorldR
 
 from __future__ import annotations
 
+import functools
+import gc
 import logging
 import math
 import threading
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 
 from fantasy_world.camera import CameraPath, CameraTrajectory, plucker_rays, read_camera_file
-from fantasy_world.errors import GenerationCancelled, InputError
+from fantasy_world.errors import GenerationCancelled, InputError, OutOfMemory
 from fantasy_world.geometry import WorldData, write_bundle
 from fantasy_world.model_folder import LoadedModel, load_model
 from fantasy_world.models.fantasy.pose_encoding import pose_encoding_to_extri_intri
@@ -124,12 +126,14 @@ def _image_to_tensor(image: Any, height: int, width: int) -> torch.Tensor:
     """A PIL image, path or uint8 HWC array → [3, H, W] in [-1, 1], resized and centre-cropped to fit."""
     from PIL import Image, UnidentifiedImageError
 
-    from fantasy_world.validation import MAX_IMAGE_PIXELS
+    from fantasy_world.validation import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():
             raise InputError(f"image {path}: file not found")
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            raise InputError(f"image {path}: {path.stat().st_size} bytes; expected at most {MAX_IMAGE_BYTES}")
         try:
             with Image.open(path) as im:
                 if im.width * im.height > MAX_IMAGE_PIXELS:
@@ -137,7 +141,7 @@ def _image_to_tensor(image: Any, height: int, width: int) -> torch.Tensor:
                         f"image {path}: {im.width}x{im.height} pixels; expected at most {MAX_IMAGE_PIXELS}"
                     )
                 image = im.convert("RGB")
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
             raise InputError(f"image {path}: not a decodable image ({type(exc).__name__})") from None
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (3, 4):
@@ -153,6 +157,38 @@ def _image_to_tensor(image: Any, height: int, width: int) -> torch.Tensor:
     left, top = (resized.width - width) // 2, (resized.height - height) // 2
     arr = np.asarray(resized.crop((left, top, left + width, top + height)), dtype=np.float32)
     return torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1.0
+
+
+def _release_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _recover_from_oom(fn: Callable[..., WorldResult]) -> Callable[..., WorldResult]:
+    """Turn a device out-of-memory error into a one-line :class:`OutOfMemory` after freeing the memory.
+
+    The traceback (which pins every intermediate tensor of the failed run) is dropped before the cache is
+    emptied, so the next request starts with the memory it would have had anyway.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(self: FantasyWorldPipeline, *args: Any, **kwargs: Any) -> WorldResult:
+        failure: str | None = None
+        try:
+            return fn(self, *args, **kwargs)
+        except torch.OutOfMemoryError as exc:
+            failure = str(exc).splitlines()[0][:200] if str(exc) else "out of memory"
+        except GenerationCancelled:
+            _release_memory(self.device)
+            raise
+        _release_memory(self.device)
+        raise OutOfMemory(
+            f"{self.device} ran out of memory ({failure}); use fewer frames, a smaller size, fewer points, "
+            "or an offload mode, then try again"
+        )
+
+    return wrapper
 
 
 class FantasyWorldPipeline:
@@ -282,6 +318,7 @@ class FantasyWorldPipeline:
         )
 
     # ------------------------------------------------------------------ generation
+    @_recover_from_oom
     @torch.no_grad()
     def __call__(
         self,
@@ -437,6 +474,7 @@ class FantasyWorldPipeline:
             timings=timings,
         )
 
+    @_recover_from_oom
     @torch.no_grad()
     def reconstruct(
         self, video: np.ndarray, *, prompt: str = "", noise_step: int | None = None, fps: float = 16.0

@@ -9,7 +9,7 @@ import torch
 
 from fantasy_world import CameraPath, FantasyWorldPipeline
 from fantasy_world.cli import main
-from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputError
+from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputError, OutOfMemory
 from fantasy_world.geometry import load_bundle
 
 SMALL = {"frames": 5, "height": 64, "width": 96, "steps": 2}
@@ -218,3 +218,34 @@ def test_cli_camera_and_reconstruct(tmp_path, world, capsys):
         ]
     )
     assert rc == 0 and (tmp_path / "rec" / "points.ply").is_file()
+
+
+def test_out_of_memory_becomes_a_clear_error_and_the_next_request_works(pipe, monkeypatch):
+    calls = {"n": 0}
+    real_forward = type(pipe.model).forward
+
+    def exploding(self, *args, **kwargs):
+        calls["n"] += 1
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(type(pipe.model), "forward", exploding)
+    with pytest.raises(OutOfMemory) as err:
+        pipe("a red ball", camera="orbit", **SMALL)
+    assert "fewer frames" in str(err.value) and "\n" not in str(err.value) and calls["n"] == 1
+    monkeypatch.setattr(type(pipe.model), "forward", real_forward)
+    assert pipe("a red ball", camera="orbit", **SMALL).images.shape[0] == SMALL["frames"]
+
+
+def test_start_image_validation(pipe, tmp_path):
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"not an image")
+    from fantasy_world.pipeline import _image_to_tensor
+
+    with pytest.raises(InputError, match="not a decodable image"):
+        _image_to_tensor(str(bad), 64, 96)
+    with pytest.raises(InputError, match="not found"):
+        _image_to_tensor(str(tmp_path / "none.png"), 64, 96)
+    with pytest.raises(InputError, match="uint8"):
+        _image_to_tensor(np.zeros((4, 4, 3), np.float32), 64, 96)
+    out = _image_to_tensor(np.full((30, 50, 3), 255, np.uint8), 64, 96)
+    assert out.shape == (3, 64, 96) and torch.allclose(out, torch.ones_like(out))
