@@ -11,11 +11,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fantasy_world.errors import FantasyWorldError, GenerationCancelled
+from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputError
 
 log = logging.getLogger("fantasy_world")
 
 EXIT_USER_ERROR = 2
+MAX_PATH_FRAMES = 10000
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -138,11 +139,10 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
 
 def _run_camera(args: argparse.Namespace) -> int:
     from fantasy_world.camera import CameraPath, read_camera_file, save_camera_file
-    from fantasy_world.validation import check_frames
 
     frames = args.frames
-    if not 1 <= frames <= 10000:
-        check_frames(frames)
+    if not 2 <= frames <= MAX_PATH_FRAMES:
+        raise InputError(f"--frames {frames}: expected between 2 and {MAX_PATH_FRAMES} camera frames")
     if args.preset:
         traj = CameraPath.preset(args.preset, num_frames=frames).sample(frames, args.width, args.height)
     else:
