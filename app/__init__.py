@@ -1,0 +1,1 @@
+"""FantasyWorld Studio: the Gradio + viser app (UI only; all model logic lives in ``fantasy_world``)."""

@@ -1,0 +1,312 @@
+"""What every UI event does. Plain methods of :class:`Studio`, so tests call them without a browser.
+
+No model logic here: generation, camera paths, geometry and exports are library calls; this module
+routes values between the Gradio widgets, the session's 3-D scene and the library.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from app.exports import open_upload, save_for_download
+from app.gpu_queue import PipelineCache, run_generation
+from app.sessions import Session, SessionRegistry
+from fantasy_world.camera import PRESETS, CameraPath, read_camera_bytes, save_camera_file
+from fantasy_world.errors import FantasyWorldError, GenerationCancelled
+from fantasy_world.pipeline import StepInfo, WorldResult
+
+log = logging.getLogger(__name__)
+
+MAX_PRESET_PARAMS = 4
+EXPORT_FORMATS = {"native": ".json", "worldscore": ".json", "re10k": ".txt", "nerfstudio": ".json"}
+
+
+@dataclass
+class Timing:
+    """Measured for the benchmark: end of generation → first point cloud drawn (and bundle export)."""
+
+    to_first_cloud_s: float = 0.0
+    export_s: float = 0.0
+
+
+def status_html(text: str, kind: str = "info", step: int | None = None, total: int | None = None) -> str:
+    """The status line under the viewer: message plus, while denoising, a step bar."""
+    bar = ""
+    if step is not None and total:
+        pct = 100.0 * step / total
+        bar = (
+            f'<progress class="fw-progress" max="{total}" value="{step}" aria-label="denoising progress">'
+            f"{pct:.0f}%</progress>"
+        )
+    return f'<div class="fw-status fw-{kind}" data-kind="{kind}">{html.escape(text)}{bar}</div>'
+
+
+def _key(request: gr.Request | None) -> str:
+    return (request.session_hash if request is not None else None) or "local"
+
+
+class Studio:
+    """App state shared by all sessions: the session registry and the (single) loaded pipeline."""
+
+    def __init__(
+        self, registry: SessionRegistry | None = None, pipelines: PipelineCache | None = None
+    ) -> None:
+        self.registry = registry if registry is not None else SessionRegistry()
+        self.pipelines = pipelines if pipelines is not None else PipelineCache()
+        self.last_timing = Timing()
+
+    def session(self, request: gr.Request | None) -> Session:
+        return self.registry.open(_key(request))
+
+    # ---------------------------------------------------------------------------- page lifecycle
+    def on_load(self, request: gr.Request) -> str:
+        """Create the visitor's scene and return the viewer iframe."""
+        try:
+            s = self.session(request)
+        except FantasyWorldError as exc:
+            return status_html(str(exc), "error")
+        return (
+            f'<iframe id="fw-viewer" src="{s.viewer_url}" title="3-D view" '
+            'style="width:100%;height:600px;border:0;border-radius:8px" allow="fullscreen"></iframe>'
+        )
+
+    def on_unload(self, request: gr.Request) -> None:
+        self.registry.close(_key(request))
+
+    # -------------------------------------------------------------------------------- camera path
+    def preset_controls(self, preset: str) -> list[Any]:
+        """Slider updates for ``preset``'s parameters (unused sliders hidden)."""
+        spec = PRESETS[preset]
+        updates: list[Any] = []
+        for i in range(MAX_PRESET_PARAMS):
+            if i < len(spec.params):
+                p = spec.params[i]
+                label = f"{p.name} ({p.unit})" if p.unit else p.name
+                updates.append(
+                    gr.update(
+                        visible=True,
+                        label=label,
+                        minimum=p.minimum,
+                        maximum=p.maximum,
+                        value=p.default,
+                        info=p.description,
+                    )
+                )
+            else:
+                updates.append(gr.update(visible=False))
+        return updates
+
+    def apply_preset(
+        self,
+        preset: str,
+        frames: int,
+        p0: float | None = None,
+        p1: float | None = None,
+        p2: float | None = None,
+        p3: float | None = None,
+        request: gr.Request | None = None,
+    ) -> str:
+        """Replace the session's path with ``preset`` (slider values p0..p3) and draw it in the 3-D view."""
+        values = (p0, p1, p2, p3)
+        spec = PRESETS.get(preset)
+        if spec is None:
+            return status_html(f"camera preset {preset!r}: unknown", "error")
+        params = {p.name: float(v) for p, v in zip(spec.params, values) if v is not None}
+        try:
+            path = CameraPath.preset(preset, num_frames=int(frames), **params)
+        except FantasyWorldError as exc:
+            return status_html(str(exc), "error")
+        self.session(request).editor.set_path(path)
+        return status_html(f"Camera path: {preset} ({len(path)} keyframes, {int(frames)} frames)")
+
+    def on_preset_change(self, preset: str, frames: int, request: gr.Request | None = None) -> list[Any]:
+        """New preset picked: reset its sliders to defaults and draw it."""
+        updates = self.preset_controls(preset)
+        defaults = [p.default for p in PRESETS[preset].params]
+        return [*updates, self.apply_preset(preset, frames, *defaults, request=request)]
+
+    def set_frames(self, frames: int, request: gr.Request | None = None) -> str:
+        s = self.session(request)
+        try:
+            s.editor.set_frames(int(frames))
+        except FantasyWorldError as exc:
+            return status_html(str(exc), "error")
+        st = s.editor.path.settings
+        return status_html(f"{st.num_frames} frames = {st.duration:.2f} s at {st.fps:g} fps")
+
+    def upload_path(self, file: str | None, request: gr.Request | None = None) -> str:
+        """A camera file dropped on the page: any supported format; malformed files give one line."""
+        if not file:
+            return status_html("No camera file given", "error")
+        path = Path(file)
+        s = self.session(request)
+        try:
+            loaded = read_camera_bytes(path.read_bytes(), path.name)
+            cam = loaded if isinstance(loaded, CameraPath) else CameraPath.from_trajectory(loaded)
+        except FantasyWorldError as exc:
+            return status_html(f"Camera file rejected: {exc}", "error")
+        except OSError as exc:
+            return status_html(f"Camera file {path.name}: unreadable ({exc.strerror})", "error")
+        s.editor.set_path(cam)
+        return status_html(f"Loaded camera path {path.name}: {len(cam)} keyframes")
+
+    def export_path(self, fmt: str, request: gr.Request | None = None) -> tuple[str | None, str]:
+        """The current path in ``fmt`` as a file to download."""
+        s = self.session(request)
+        if fmt not in EXPORT_FORMATS:
+            return None, status_html(
+                f"export format {fmt!r}: expected one of {', '.join(EXPORT_FORMATS)}", "error"
+            )
+        target = s.workdir / f"camera_path_{fmt}{EXPORT_FORMATS[fmt]}"
+        try:
+            save_camera_file(s.editor.path, target, format=fmt)
+        except FantasyWorldError as exc:
+            return None, status_html(str(exc), "error")
+        return str(target), status_html(f"Camera path exported as {fmt}")
+
+    # --------------------------------------------------------------------------------- generation
+    def cancel(self, request: gr.Request | None = None) -> str:
+        s = self.registry.get(_key(request))
+        if s is not None:
+            s.cancel.set()
+        return status_html("Cancelling after the current step…", "warn")
+
+    def generate(
+        self,
+        prompt: str,
+        negative_prompt: str,
+        image: np.ndarray | None,
+        model: str,
+        frames: int,
+        height: int,
+        width: int,
+        steps: int,
+        guidance: float,
+        seed: int,
+        preview_every: int,
+        max_points: int,
+        request: gr.Request | None = None,
+        progress: gr.Progress | None = gr.Progress(),  # noqa: B008 - Gradio injects progress via this default
+    ) -> Iterator[tuple[Any, Any, Any, Any]]:
+        """Generate, streaming (status, video, depth video, downloads) as the run advances."""
+        keep = gr.update()
+        s = self.session(request)
+        s.cancel.clear()
+        yield status_html(f"Loading model {model}…"), keep, keep, keep
+        try:
+            pipe = self.pipelines.get(model)
+        except FantasyWorldError as exc:
+            yield status_html(f"Model {model}: {exc}", "error"), keep, keep, keep
+            return
+        req = {
+            "prompt": prompt,
+            "camera": s.editor.path.copy(),
+            "image": image,
+            "negative_prompt": negative_prompt or None,
+            "seed": int(seed),
+            "steps": int(steps),
+            "guidance": float(guidance),
+            "frames": int(frames),
+            "height": int(height),
+            "width": int(width),
+            "preview_every": int(preview_every),
+        }
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+        def on_step(info: StepInfo) -> None:
+            if info.preview is not None:
+                p = info.preview
+                try:
+                    s.viewer.show_preview(p.points, p.depths, p.points_conf, p.cam_c2w)
+                except Exception:  # a broken preview must never stop the generation
+                    log.exception("live preview failed at step %d", info.step)
+            events.put(("step", info))
+
+        def work() -> None:
+            try:
+                events.put(("done", run_generation(pipe, req, on_step, s.cancel)))
+            except GenerationCancelled as exc:
+                events.put(("cancelled", exc))
+            except FantasyWorldError as exc:
+                events.put(("error", exc))
+            except Exception as exc:  # shown as one line; the traceback goes to the log
+                log.exception("generation failed")
+                events.put(("crash", exc))
+
+        threading.Thread(target=work, name="generation", daemon=True).start()
+        total = int(steps)
+        yield status_html(f"Denoising step 0/{total}", step=0, total=total), keep, keep, keep
+        while True:
+            kind, value = events.get()
+            if kind == "step":
+                if progress is not None:
+                    progress(value.step / value.total, desc=f"step {value.step}/{value.total}")
+                text = f"Denoising step {value.step}/{value.total} · {value.elapsed_s:.1f} s"
+                if value.preview is not None:
+                    text += " · preview geometry updated"
+                yield status_html(text, step=value.step, total=value.total), keep, keep, keep
+                continue
+            if kind == "cancelled":
+                yield status_html(f"Cancelled: {value}", "warn"), keep, keep, keep
+                return
+            if kind in ("error", "crash"):
+                msg = (
+                    str(value) if kind == "error" else f"generation failed ({type(value).__name__}: {value})"
+                )
+                yield status_html(msg, "error"), keep, keep, keep
+                return
+            break
+        yield from self._finish(s, value, int(max_points))
+
+    def _finish(self, s: Session, world: WorldResult, max_points: int) -> Iterator[tuple[Any, Any, Any, Any]]:
+        """Points first (the user is looking at the 3-D view), then files for the players and downloads."""
+        keep = gr.update()
+        t0 = time.perf_counter()
+        s.world = world
+        s.viewer.set_filter(max_points=max_points)
+        s.viewer.show_world(world)
+        self.last_timing.to_first_cloud_s = time.perf_counter() - t0
+        yield status_html("Done: geometry in the 3-D view; writing video and exports…"), keep, keep, keep
+        t1 = time.perf_counter()
+        run = s.next_run_dir()
+        try:
+            files = save_for_download(world, run, max_points)
+        except (FantasyWorldError, OSError) as exc:
+            yield status_html(f"Export failed: {exc}", "error"), keep, keep, keep
+            return
+        self.last_timing.export_s = time.perf_counter() - t1
+        bundle = run / "bundle"
+        timings = getattr(world, "timings", {}) or {}
+        took = f" in {timings['total']:.1f} s" if "total" in timings else ""
+        yield (
+            status_html(f"Done{took}: {world.num_frames} frames, {world.width}×{world.height}", "ok"),
+            str(bundle / "video.mp4"),
+            str(bundle / "depth.mp4"),
+            [str(f) for f in files],
+        )
+
+    # ------------------------------------------------------------------------------------ re-open
+    def reopen(self, file: str | None, max_points: int, request: gr.Request | None = None) -> Iterator[Any]:
+        """View an earlier result (world.npz or a zipped bundle) without loading any model."""
+        keep = gr.update()
+        if not file:
+            yield status_html("No file given", "error"), keep, keep, keep
+            return
+        s = self.session(request)
+        try:
+            world = open_upload(Path(file), s.workdir)
+        except FantasyWorldError as exc:
+            yield status_html(f"Cannot open {Path(file).name}: {exc}", "error"), keep, keep, keep
+            return
+        yield from self._finish(s, world, int(max_points))

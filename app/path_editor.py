@@ -1,0 +1,334 @@
+"""The camera path in the 3-D view: spline, keyframe frustums with drag/rotate gizmos, fly-through preview.
+
+The path itself is a library :class:`~fantasy_world.camera.CameraPath`; this module only draws it and
+turns viser interactions (gizmo drags, buttons on the viewer's panel) into ``CameraPath`` edits.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import viser
+
+from app.playback import Playback
+from app.scene_data import pose_to_wxyz_position, scene_extent, wxyz_position_to_pose
+from fantasy_world.camera import CameraPath
+from fantasy_world.errors import FantasyWorldError
+
+log = logging.getLogger(__name__)
+
+ROOT = "/path"
+KEY_COLOR = (250, 170, 30)
+SELECTED_COLOR = (230, 30, 60)
+SPLINE_COLOR = (250, 200, 60)
+DENSE_SAMPLES = 120
+
+
+class PathEditor:
+    """Owns the session's :class:`CameraPath` and its drawing; ``on_change`` fires after every edit."""
+
+    def __init__(
+        self,
+        server: viser.ViserServer,
+        path: CameraPath | None = None,
+        on_change: Callable[[CameraPath], None] | None = None,
+    ) -> None:
+        self.server = server
+        self.path = path or CameraPath.preset("orbit", num_frames=17)
+        self.on_change = on_change
+        self.selected = 0
+        self.show_gizmos = True
+        self.message = ""
+        self.version = 0  # bumped on every edit; the UI compares it to know the path changed
+        self._lock = threading.RLock()
+        self._gizmo: Any = None
+        self._frustums: list[Any] = []
+        self._scale = 0.1
+        self.fly = Playback(self._fly_to)
+        self._build_gui()
+        self.redraw()
+        self.frame_view()
+
+    # ---------------------------------------------------------------------------------------- GUI
+    def _build_gui(self) -> None:
+        gui = self.server.gui
+        with gui.add_folder("Camera path", order=1):
+            self.gui_summary = gui.add_markdown("")
+            self.gui_add = gui.add_button("Add keyframe from view", icon=viser.Icon.CAMERA_PLUS)
+            self.gui_key = gui.add_slider("Keyframe", 0, 1, 1, 0)
+            self.gui_fov = gui.add_slider("Keyframe FoV (deg)", 10.0, 120.0, 0.5, 60.0)
+            self.gui_earlier = gui.add_button("Move earlier")
+            self.gui_later = gui.add_button("Move later")
+            self.gui_goto = gui.add_button("Go to keyframe")
+            self.gui_delete = gui.add_button("Delete keyframe", color="red")
+            self.gui_loop = gui.add_checkbox("Loop", self.path.settings.loop)
+            self.gui_gizmos = gui.add_checkbox("Show gizmos", True)
+        with gui.add_folder("Fly-through", order=2, expand_by_default=False):
+            self.gui_fly_frame = gui.add_slider("Preview frame", 0, 1, 1, 0)
+            self.gui_fly_play = gui.add_checkbox("Play fly-through", False)
+
+        self.gui_add.on_click(self._on_add)
+        self.gui_key.on_update(lambda _: self._select(int(self.gui_key.value)))
+        self.gui_fov.on_update(lambda _: self._on_fov())
+        self.gui_earlier.on_click(lambda _: self._move(-1))
+        self.gui_later.on_click(lambda _: self._move(+1))
+        self.gui_goto.on_click(self._on_goto)
+        self.gui_delete.on_click(lambda _: self.delete_keyframe(self.selected))
+        self.gui_loop.on_update(lambda _: self.set_loop(bool(self.gui_loop.value)))
+        self.gui_gizmos.on_update(lambda _: self._set_gizmos(bool(self.gui_gizmos.value)))
+        self.gui_fly_frame.on_update(lambda _: self._fly_to(int(self.gui_fly_frame.value)))
+        self.gui_fly_play.on_update(lambda _: self.fly.play(bool(self.gui_fly_play.value)))
+
+    # ------------------------------------------------------------------------------------ editing
+    def set_path(self, path: CameraPath) -> None:
+        """Replace the whole path (preset, uploaded file)."""
+        with self._lock:
+            self.path = path
+            self.selected = 0
+            self.gui_loop.value = path.settings.loop
+            self._edited()
+            self.frame_view()
+
+    def set_frames(self, num_frames: int, fps: float | None = None) -> None:
+        with self._lock:
+            self.path.settings.num_frames = int(num_frames)
+            if fps is not None:
+                self.path.settings.fps = float(fps)
+            self.path.settings.validate("camera path")
+            self._edited(redraw_keys=False)
+
+    def add_keyframe(self, c2w: np.ndarray, fov_y_deg: float | None = None) -> int:
+        """Insert after the selected keyframe (at the end when the last one is selected)."""
+        with self._lock:
+            index = self.path.insert_keyframe(min(self.selected + 1, len(self.path)), c2w, fov_y_deg)
+            self.selected = index
+            self._edited()
+            return index
+
+    def delete_keyframe(self, index: int) -> None:
+        with self._lock:
+            if len(self.path) <= 2:
+                self._report("a path needs at least 2 keyframes; add one before deleting")
+                return
+            self.path.remove_keyframe(index)
+            self.selected = min(self.selected, len(self.path) - 1)
+            self._edited()
+
+    def move_keyframe(self, index: int, new_index: int) -> None:
+        with self._lock:
+            self.path.move_keyframe(index, new_index)
+            self.selected = new_index
+            self._edited()
+
+    def update_keyframe(
+        self, index: int, c2w: np.ndarray | None = None, fov_y_deg: float | None = None
+    ) -> None:
+        with self._lock:
+            self.path.update_keyframe(index, c2w=c2w, fov_y_deg=fov_y_deg)
+            self._edited(redraw_keys=fov_y_deg is not None)
+
+    def set_loop(self, loop: bool) -> None:
+        with self._lock:
+            if self.path.settings.loop != loop:
+                self.path.settings.loop = loop
+                self._edited(redraw_keys=False)
+
+    def _edited(self, redraw_keys: bool = True) -> None:
+        self.version += 1
+        self.message = ""
+        self.redraw(keys=redraw_keys)
+        if self.on_change is not None:
+            self.on_change(self.path)
+
+    def _report(self, message: str) -> None:
+        self.message = message
+        self._update_summary()
+        for client in self.server.get_clients().values():
+            client.add_notification("Camera path", message, auto_close_seconds=5.0, color="red")
+
+    # ------------------------------------------------------------------------------- GUI handlers
+    def _on_add(self, event: Any) -> None:
+        client = event.client
+        if client is None:
+            return
+        cam = client.camera
+        c2w = wxyz_position_to_pose(np.asarray(cam.wxyz), np.asarray(cam.position))
+        try:
+            self.add_keyframe(c2w, float(np.degrees(cam.fov)))
+        except FantasyWorldError as exc:
+            self._report(str(exc))
+
+    def _select(self, index: int) -> None:
+        with self._lock:
+            self.selected = max(0, min(index, len(self.path) - 1))
+            self.gui_fov.value = round(self.path.keyframes[self.selected].fov_y_deg, 1)
+            self._color_frustums()
+
+    def _on_fov(self) -> None:
+        kf = self.path.keyframes[self.selected]
+        if abs(kf.fov_y_deg - float(self.gui_fov.value)) > 1e-6:
+            self.update_keyframe(self.selected, fov_y_deg=float(self.gui_fov.value))
+
+    def _move(self, delta: int) -> None:
+        target = self.selected + delta
+        if 0 <= target < len(self.path):
+            self.move_keyframe(self.selected, target)
+
+    def _on_goto(self, event: Any) -> None:
+        kf = self.path.keyframes[self.selected]
+        self._set_cameras(kf.c2w, kf.fov_y_deg, [event.client] if event.client else None)
+
+    def _set_gizmos(self, show: bool) -> None:
+        self.show_gizmos = show
+        if self._gizmo is not None:
+            self._gizmo.visible = show
+
+    # ------------------------------------------------------------------------------------ drawing
+    def redraw(self, keys: bool = True) -> None:
+        """Spline + sampled frame markers always; keyframe gizmos and frustums when ``keys``."""
+        with self._lock, self.server.atomic():
+            self._scale = 0.08 * scene_extent(np.stack([k.position for k in self.path.keyframes]))
+            self._draw_spline()
+            if keys:
+                self._draw_keyframes()
+            self._update_summary()
+            n = self.path.settings.num_frames
+            self.gui_fly_frame.max = max(1, n - 1)
+            self.fly.set_frames(n)
+            self.fly.fps = self.path.settings.fps
+
+    def _draw_spline(self) -> None:
+        scene = self.server.scene
+        scene.remove_by_name(f"{ROOT}/spline")
+        scene.remove_by_name(f"{ROOT}/frames")
+        if len(self.path) < 2:
+            return
+        dense, _ = self.path.evaluate(np.linspace(0.0, 1.0, DENSE_SAMPLES))
+        scene.add_spline_catmull_rom(
+            f"{ROOT}/spline",
+            dense[:, :3, 3],
+            color=SPLINE_COLOR,
+            thickness=3.0,
+            thickness_units="screen",
+            closed=self.path.settings.loop,
+        )
+        frames = self.path.sample().c2w[:, :3, 3]
+        hues = np.linspace(0.0, 0.8, len(frames))
+        colors = np.array([colorsys.hsv_to_rgb(h, 0.9, 1.0) for h in hues]) * 255
+        scene.add_point_cloud(
+            f"{ROOT}/frames",
+            frames,
+            colors.astype(np.uint8),
+            point_size=self._scale * 0.25,
+            point_shape="circle",
+        )
+
+    def _draw_keyframes(self) -> None:
+        """A frustum per keyframe (click to select) and one gizmo on the selected keyframe."""
+        scene = self.server.scene
+        scene.remove_by_name(f"{ROOT}/keys")
+        scene.remove_by_name(f"{ROOT}/gizmo")
+        self._frustums = []
+        s = self.path.settings
+        for i, kf in enumerate(self.path.keyframes):
+            wxyz, pos = pose_to_wxyz_position(kf.c2w)
+            frustum = scene.add_camera_frustum(
+                f"{ROOT}/keys/k{i}",
+                fov=float(np.radians(kf.fov_y_deg)),
+                aspect=s.width / s.height,
+                scale=self._scale,
+                color=SELECTED_COLOR if i == self.selected else KEY_COLOR,
+                wxyz=wxyz,
+                position=pos,
+            )
+            frustum.on_click(lambda _, i=i: self._select_from_click(i))
+            self._frustums.append(frustum)
+        wxyz, pos = pose_to_wxyz_position(self.path.keyframes[self.selected].c2w)
+        self._gizmo = scene.add_transform_controls(
+            f"{ROOT}/gizmo", scale=self._scale * 2.5, wxyz=wxyz, position=pos, visible=self.show_gizmos
+        )
+        self._gizmo.on_update(lambda _: self._on_drag())
+
+    def _on_drag(self) -> None:
+        """The gizmo moved or rotated: update the selected keyframe, its frustum and the spline."""
+        gizmo, index = self._gizmo, self.selected
+        if gizmo is None:
+            return
+        c2w = wxyz_position_to_pose(np.asarray(gizmo.wxyz), np.asarray(gizmo.position))
+        if np.allclose(c2w, self.path.keyframes[index].c2w, atol=1e-6):
+            return  # our own re-positioning of the gizmo, not a drag
+        try:
+            self.update_keyframe(index, c2w=c2w)
+        except FantasyWorldError as exc:
+            self._report(str(exc))
+            return
+        if index < len(self._frustums):
+            self._frustums[index].wxyz, self._frustums[index].position = gizmo.wxyz, gizmo.position
+
+    def _select_from_click(self, index: int) -> None:
+        self.gui_key.value = index
+        self._select(index)
+
+    def _color_frustums(self) -> None:
+        """Highlight the selected keyframe and move the gizmo onto it."""
+        for i, frustum in enumerate(self._frustums):
+            frustum.color = SELECTED_COLOR if i == self.selected else KEY_COLOR
+        if self._gizmo is not None and self.selected < len(self.path):
+            wxyz, pos = pose_to_wxyz_position(self.path.keyframes[self.selected].c2w)
+            self._gizmo.wxyz, self._gizmo.position = wxyz, pos
+
+    def _update_summary(self) -> None:
+        s = self.path.settings
+        name = self.path.preset_name or "edited"
+        text = (
+            f"**{len(self.path)} keyframes** · {name} · {s.num_frames} frames · "
+            f"{s.duration:.2f} s at {s.fps:g} fps{' · loop' if s.loop else ''}"
+        )
+        if self.message:
+            text += f"\n\n⚠ {self.message}"
+        self.gui_summary.content = text
+        self.gui_key.max = max(1, len(self.path) - 1)
+        self.gui_key.value = min(self.selected, len(self.path) - 1)
+        self.gui_fov.value = round(self.path.keyframes[self.selected].fov_y_deg, 1)
+
+    def frame_view(self) -> None:
+        """Point the initial and current cameras at the path from behind and above (OpenCV: -y is up)."""
+        pos = np.stack([k.position for k in self.path.keyframes])
+        centre = pos.mean(axis=0)
+        forward = np.mean([k.c2w[:3, 2] for k in self.path.keyframes], axis=0)
+        ext = max(scene_extent(pos), 0.5)
+        eye = (
+            centre
+            - 1.6 * ext * forward / max(np.linalg.norm(forward), 1e-6)
+            + np.array([0.0, -0.9 * ext, 0.0])
+        )
+        self.server.initial_camera.position = tuple(eye)
+        self.server.initial_camera.look_at = tuple(centre)
+        self.server.initial_camera.up = (0.0, -1.0, 0.0)
+        for client in self.server.get_clients().values():
+            with client.atomic():
+                client.camera.position = eye
+                client.camera.look_at = centre
+                client.camera.up_direction = (0.0, -1.0, 0.0)
+
+    # ------------------------------------------------------------------------------- fly-through
+    def _fly_to(self, frame: int) -> None:
+        traj = self.path.sample()
+        i = max(0, min(int(frame), len(traj) - 1))
+        self._set_cameras(traj.c2w[i], float(traj.fov_y_deg[i]))
+
+    def _set_cameras(self, c2w: np.ndarray, fov_deg: float, clients: list[Any] | None = None) -> None:
+        wxyz, pos = pose_to_wxyz_position(c2w)
+        for client in clients or list(self.server.get_clients().values()):
+            with client.atomic():
+                client.camera.wxyz = wxyz
+                client.camera.position = pos
+                client.camera.fov = float(np.radians(fov_deg))
+
+    def close(self) -> None:
+        self.fly.close()

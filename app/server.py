@@ -1,0 +1,100 @@
+"""One process, one port: FastAPI with the viser proxy routes, Gradio mounted at ``/``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import gradio as gr
+import uvicorn
+from fastapi import FastAPI
+
+from app.callbacks import Studio
+from app.proxy import add_viser_routes
+from app.sessions import free_port
+from app.ui import CSS, build_ui
+
+log = logging.getLogger(__name__)
+
+
+def create_app(studio: Studio | None = None) -> tuple[FastAPI, Studio]:
+    """The ASGI app and its state; sessions are all closed when the server stops."""
+    studio = studio or Studio()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        studio.registry.close_all()
+
+    app = FastAPI(lifespan=lifespan)
+    add_viser_routes(app, studio.registry)  # before Gradio's catch-all mount
+    demo = build_ui(studio)
+    demo.queue(max_size=20, default_concurrency_limit=4)
+    app = gr.mount_gradio_app(
+        app,
+        demo,
+        path="/",
+        css=CSS,
+        ssr_mode=False,
+        allowed_paths=[str(studio.registry.root)],
+        footer_links=["gradio"],
+    )
+    return app, studio
+
+
+class BackgroundServer:
+    """The studio served from a thread (tests, benchmarks, notebooks); ``stop()`` shuts it down."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", ws_max_size=64 << 20)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="studio-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    def start(self, timeout: float = 60.0) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"studio server did not start on {self.url}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=timeout)
+
+
+def default_host() -> str:
+    """Loopback locally; all interfaces on a Space (where GRADIO_SERVER_NAME or SYSTEM says so)."""
+    if os.environ.get("GRADIO_SERVER_NAME"):
+        return os.environ["GRADIO_SERVER_NAME"]
+    return "0.0.0.0" if os.environ.get("SYSTEM") == "spaces" else "127.0.0.1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="FantasyWorld Studio (Gradio + live viser 3-D view, one port)"
+    )
+    parser.add_argument("--host", default=default_host())
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", 7860)))
+    )
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app, _ = create_app()
+    log.info("FantasyWorld Studio on http://%s:%d/", args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, ws_max_size=64 << 20)

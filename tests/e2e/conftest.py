@@ -1,0 +1,78 @@
+"""Browser fixtures: the studio served in-process on a free loopback port, Debian Chromium via Playwright.
+
+Screenshots of every step go to test-artifacts/screenshots/. The tests skip only when no Chromium
+executable exists (scripts/test.sh installs Debian's ``chromium``); Playwright never downloads one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.callbacks import Studio
+from app.server import BackgroundServer, create_app
+from app.sessions import SessionRegistry
+
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-site-isolation-trials",
+    "--enable-unsafe-swiftshader",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    exe = chromium_path()
+    if exe is None:
+        pytest.skip("no Chromium executable (apt-get install chromium); browser tests skipped")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, timeout=60_000)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def studio_server(tmp_path_factory):
+    app, studio = create_app(Studio(SessionRegistry(tmp_path_factory.mktemp("e2e-sessions"))))
+    server = BackgroundServer(app).start()
+    yield server, studio
+    server.stop()
+    studio.registry.close_all()
+
+
+@pytest.fixture(scope="session")
+def shots() -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return SHOTS
+
+
+def png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
+
+
+def changed_pixels(a: np.ndarray, b: np.ndarray, tol: int = 40) -> int:
+    """Pixels whose colour differs by more than ``tol`` in some channel (images of equal size)."""
+    h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+    return int(np.any(np.abs(a[:h, :w] - b[:h, :w]) > tol, axis=-1).sum())

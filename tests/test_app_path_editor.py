@@ -1,0 +1,82 @@
+"""Path editing in the 3-D view: every interaction becomes a CameraPath edit and a redraw."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import viser
+
+from app.path_editor import PathEditor
+from app.scene_data import pose_to_wxyz_position
+from app.sessions import free_port
+from fantasy_world.camera import CameraPath
+
+
+@pytest.fixture()
+def editor():
+    srv = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
+    ed = PathEditor(srv, CameraPath.preset("dolly_in", num_frames=9))
+    yield ed
+    ed.close()
+    srv.stop()
+
+
+def _camera(position, fov_deg=50.0):
+    pose = np.eye(4)
+    pose[:3, 3] = position
+    wxyz, pos = pose_to_wxyz_position(pose)
+    return SimpleNamespace(
+        client=SimpleNamespace(camera=SimpleNamespace(wxyz=wxyz, position=pos, fov=np.radians(fov_deg)))
+    )
+
+
+def test_add_keyframe_from_current_view_inserts_after_selection(editor):
+    n = len(editor.path)
+    editor.selected = 0
+    editor._on_add(_camera([0.3, 0.0, 0.1], fov_deg=50.0))
+    assert len(editor.path) == n + 1 and editor.selected == 1
+    kf = editor.path.keyframes[1]
+    np.testing.assert_allclose(kf.position, [0.3, 0.0, 0.1])
+    assert kf.fov_y_deg == pytest.approx(50.0)
+    assert editor.path.preset_name is None  # hand-edited now
+    assert editor.path.sample(9, 64, 32).c2w.shape == (9, 4, 4)
+
+
+def test_gizmo_drag_moves_selected_keyframe(editor):
+    editor.selected = 1
+    editor._draw_keyframes()
+    pose = editor.path.keyframes[1].c2w.copy()
+    pose[:3, 3] += [0.0, -0.2, 0.0]
+    editor._gizmo.wxyz, editor._gizmo.position = pose_to_wxyz_position(pose)
+    v = editor.version
+    editor._on_drag()
+    np.testing.assert_allclose(editor.path.keyframes[1].c2w, pose, atol=1e-9)
+    assert editor.version == v + 1
+    editor._on_drag()  # no movement: no edit
+    assert editor.version == v + 1
+
+
+def test_fov_reorder_delete_loop(editor):
+    extra = np.eye(4)
+    extra[:3, 3] = [0.0, 0.5, 0.2]
+    editor.add_keyframe(extra)
+    first = editor.path.keyframes[0].c2w.copy()
+    editor.update_keyframe(0, fov_y_deg=35.0)
+    assert editor.path.keyframes[0].fov_y_deg == pytest.approx(35.0)
+    editor.move_keyframe(0, 2)
+    np.testing.assert_allclose(editor.path.keyframes[2].c2w, first)
+    editor.set_loop(True)
+    assert editor.path.settings.loop
+    editor.delete_keyframe(0)
+    assert len(editor.path) == 2
+    editor.delete_keyframe(0)  # refused: a path needs two keyframes
+    assert len(editor.path) == 2 and "at least 2" in editor.message
+
+
+def test_set_frames_and_summary(editor):
+    editor.set_frames(21)
+    assert editor.path.settings.num_frames == 21
+    assert "21 frames" in editor.gui_summary.content
+    assert editor.fly.num_frames == 21
