@@ -17,18 +17,30 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 
 from app.exports import open_upload, save_for_download
-from app.gpu_queue import PipelineCache, run_generation
+from app.files import checked_upload, gradio_upload_root
+from app.gpu_queue import GpuQueue, PipelineCache, run_generation
+from app.models import model_choices
 from app.sessions import Session, SessionRegistry
 from fantasy_world.camera import PRESETS, CameraPath, read_camera_bytes, save_camera_file
-from fantasy_world.errors import FantasyWorldError, GenerationCancelled
+from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputError
 from fantasy_world.pipeline import StepInfo, WorldResult
+from fantasy_world.validation import (
+    check_frames,
+    check_guidance,
+    check_image_file,
+    check_prompt,
+    check_seed,
+    check_size,
+    check_steps,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_PRESET_PARAMS = 4
+MAX_MESSAGE_CHARS = 300
+WAIT_POLL_S = 0.5  # how often a queued request re-reads its position
 EXPORT_FORMATS = {"native": ".json", "worldscore": ".json", "re10k": ".txt", "nerfstudio": ".json"}
 
 
@@ -40,8 +52,32 @@ class Timing:
     export_s: float = 0.0
 
 
+def one_line(text: object) -> str:
+    """Any message as one bounded line (tracebacks and multi-line errors never reach the page)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= MAX_MESSAGE_CHARS else line[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def as_int(value: object, name: str) -> int:
+    """A widget value as an int: integral numbers only, so 5.5 frames is an error, not 5."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{name}={value!r}: expected a whole number")
+    if isinstance(value, float) and not (
+        value == value and abs(value) != float("inf") and value.is_integer()
+    ):
+        raise InputError(f"{name}={value!r}: expected a whole number")
+    return int(value)
+
+
+def as_float(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{name}={value!r}: expected a number")
+    return float(value)
+
+
 def status_html(text: str, kind: str = "info", step: int | None = None, total: int | None = None) -> str:
     """The status line under the viewer: message plus, while denoising, a step bar."""
+    text = one_line(text)
     bar = ""
     if step is not None and total:
         pct = 100.0 * step / total
@@ -60,14 +96,31 @@ class Studio:
     """App state shared by all sessions: the session registry and the (single) loaded pipeline."""
 
     def __init__(
-        self, registry: SessionRegistry | None = None, pipelines: PipelineCache | None = None
+        self,
+        registry: SessionRegistry | None = None,
+        pipelines: PipelineCache | None = None,
+        gpu: GpuQueue | None = None,
+        models: list[str] | None = None,
+        upload_roots: list[Path] | None = None,
     ) -> None:
         self.registry = registry if registry is not None else SessionRegistry()
         self.pipelines = pipelines if pipelines is not None else PipelineCache()
+        self.gpu = gpu if gpu is not None else GpuQueue()
+        self.models = list(models) if models is not None else model_choices()
+        # Uploads are only read from Gradio's upload cache and our own session folders.
+        self.upload_roots = list(upload_roots) if upload_roots is not None else [gradio_upload_root()]
+        self.upload_roots.append(self.registry.root)
         self.last_timing = Timing()
 
     def session(self, request: gr.Request | None) -> Session:
         return self.registry.open(_key(request))
+
+    def check_model(self, model: object) -> str:
+        """Only models the picker offers: a typed path could otherwise load any folder on the host."""
+        if not isinstance(model, str) or model not in self.models:
+            offered = ", ".join(Path(m).name for m in self.models)
+            raise InputError(f"model {str(model)[:80]!r}: not offered here; choose one of: {offered}")
+        return model
 
     # ---------------------------------------------------------------------------- page lifecycle
     def on_load(self, request: gr.Request) -> str:
@@ -78,7 +131,7 @@ class Studio:
             return status_html(str(exc), "error")
         return (
             f'<iframe id="fw-viewer" src="{s.viewer_url}" title="3-D view" '
-            'style="width:100%;height:600px;border:0;border-radius:8px" allow="fullscreen"></iframe>'
+            'style="width:100%;height:640px;border:0;border-radius:8px" allow="fullscreen"></iframe>'
         )
 
     def on_unload(self, request: gr.Request) -> None:
@@ -149,15 +202,15 @@ class Studio:
         """A camera file dropped on the page: any supported format; malformed files give one line."""
         if not file:
             return status_html("No camera file given", "error")
-        path = Path(file)
         s = self.session(request)
         try:
+            path = checked_upload(file, self.upload_roots, "camera")
             loaded = read_camera_bytes(path.read_bytes(), path.name)
             cam = loaded if isinstance(loaded, CameraPath) else CameraPath.from_trajectory(loaded)
         except FantasyWorldError as exc:
             return status_html(f"Camera file rejected: {exc}", "error")
         except OSError as exc:
-            return status_html(f"Camera file {path.name}: unreadable ({exc.strerror})", "error")
+            return status_html(f"Camera file: unreadable ({exc.strerror})", "error")
         s.editor.set_path(cam)
         return status_html(f"Loaded camera path {path.name}: {len(cam)} keyframes")
 
@@ -186,7 +239,7 @@ class Studio:
         self,
         prompt: str,
         negative_prompt: str,
-        image: np.ndarray | None,
+        image: str | None,
         model: str,
         frames: int,
         height: int,
@@ -201,31 +254,100 @@ class Studio:
     ) -> Iterator[tuple[Any, Any, Any, Any]]:
         """Generate, streaming (status, video, depth video, downloads) as the run advances."""
         keep = gr.update()
-        s = self.session(request)
+        try:
+            s = self.session(request)
+        except FantasyWorldError as exc:
+            yield status_html(str(exc), "error"), keep, keep, keep
+            return
         s.cancel.clear()
-        yield status_html(f"Loading model {model}…"), keep, keep, keep
+        try:
+            req = self._request(s, prompt, negative_prompt, image, frames, height, width, steps)
+            req |= {
+                "guidance": check_guidance(as_float(guidance, "guidance")),
+                "seed": check_seed(as_int(seed, "seed")),
+                "preview_every": as_int(preview_every, "preview_every"),
+            }
+            if req["preview_every"] < 0:
+                raise InputError(
+                    f"preview_every={req['preview_every']}: expected 0 (off) or a number of steps"
+                )
+            max_points = as_int(max_points, "max_points")
+            model = self.check_model(model)
+            ticket = self.gpu.enter()
+        except FantasyWorldError as exc:
+            yield status_html(str(exc), "error"), keep, keep, keep
+            return
+        s.busy = True
+        try:
+            while not ticket.acquire(WAIT_POLL_S):  # our turn on the GPU, showing the position meanwhile
+                if s.cancel.is_set():
+                    yield status_html("Cancelled while waiting for the GPU", "warn"), keep, keep, keep
+                    return
+                pos = ticket.position
+                yield (
+                    status_html(f"Waiting for the GPU: position {pos} in the queue", "warn"),
+                    keep,
+                    keep,
+                    keep,
+                )
+            yield from self._run(s, ticket, model, req, max_points, progress)
+        finally:
+            ticket.release()  # no-op when the worker already released it
+            s.busy = False
+            s.touch()
+
+    def _request(
+        self,
+        s: Session,
+        prompt: object,
+        negative_prompt: object,
+        image: object,
+        frames: object,
+        height: object,
+        width: object,
+        steps: object,
+    ) -> dict[str, Any]:
+        """The pipeline request from widget values, checked up front so mistakes never queue."""
+        h, w = check_size(as_int(height, "height"), as_int(width, "width"))
+        return {
+            "prompt": check_prompt(prompt),
+            "negative_prompt": check_prompt(negative_prompt or "", "negative_prompt", allow_empty=True)
+            or None,
+            "camera": s.editor.path.copy(),
+            "image": None if not image else self._image(image),
+            "frames": check_frames(as_int(frames, "frames")),
+            "height": h,
+            "width": w,
+            "steps": check_steps(as_int(steps, "steps")),
+        }
+
+    def _image(self, image: object) -> str:
+        """An uploaded start image: inside our upload folders, bounded, and fully decodable."""
+        path = checked_upload(image, self.upload_roots, "image")
+        check_image_file(path)
+        return str(path)
+
+    def _run(
+        self,
+        s: Session,
+        ticket: Any,
+        model: str,
+        req: dict[str, Any],
+        max_points: int,
+        progress: gr.Progress | None,
+    ) -> Iterator[tuple[Any, Any, Any, Any]]:
+        """Holding the GPU: load the model, denoise in a worker thread, stream its steps."""
+        keep = gr.update()
+        yield status_html(f"Loading model {Path(model).name}…"), keep, keep, keep
         try:
             pipe = self.pipelines.get(model)
         except FantasyWorldError as exc:
-            yield status_html(f"Model {model}: {exc}", "error"), keep, keep, keep
+            yield status_html(f"Model {Path(model).name}: {exc}", "error"), keep, keep, keep
             return
-        req = {
-            "prompt": prompt,
-            "camera": s.editor.path.copy(),
-            "image": image,
-            "negative_prompt": negative_prompt or None,
-            "seed": int(seed),
-            "steps": int(steps),
-            "guidance": float(guidance),
-            "frames": int(frames),
-            "height": int(height),
-            "width": int(width),
-            "preview_every": int(preview_every),
-        }
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
 
         def on_step(info: StepInfo) -> None:
-            if info.preview is not None:
+            if info.preview is not None and not s.closed:
                 p = info.preview
                 try:
                     s.viewer.show_preview(p.points, p.depths, p.points_conf, p.cam_c2w)
@@ -243,9 +365,11 @@ class Studio:
             except Exception as exc:  # shown as one line; the traceback goes to the log
                 log.exception("generation failed")
                 events.put(("crash", exc))
+            finally:
+                ticket.release()
 
         threading.Thread(target=work, name="generation", daemon=True).start()
-        total = int(steps)
+        total = req["steps"]
         yield status_html(f"Denoising step 0/{total}", step=0, total=total), keep, keep, keep
         while True:
             kind, value = events.get()
@@ -267,20 +391,22 @@ class Studio:
                 yield status_html(msg, "error"), keep, keep, keep
                 return
             break
-        yield from self._finish(s, value, int(max_points))
+        yield from self._finish(s, value, max_points)
 
     def _finish(self, s: Session, world: WorldResult, max_points: int) -> Iterator[tuple[Any, Any, Any, Any]]:
         """Points first (the user is looking at the 3-D view), then files for the players and downloads."""
         keep = gr.update()
+        if s.closed:  # the tab went away while this ran: draw nothing, write nothing
+            return
         t0 = time.perf_counter()
         s.world = world
-        s.viewer.set_filter(max_points=max_points)
+        s.viewer.set_filter(max_points=max_points, redraw=False)  # show_world draws with it
         s.viewer.show_world(world)
         self.last_timing.to_first_cloud_s = time.perf_counter() - t0
         yield status_html("Done: geometry in the 3-D view; writing video and exports…"), keep, keep, keep
         t1 = time.perf_counter()
-        run = s.next_run_dir()
         try:
+            run = s.next_run_dir()
             files = save_for_download(world, run, max_points)
         except (FantasyWorldError, OSError) as exc:
             yield status_html(f"Export failed: {exc}", "error"), keep, keep, keep
@@ -304,9 +430,16 @@ class Studio:
             yield status_html("No file given", "error"), keep, keep, keep
             return
         s = self.session(request)
+        s.busy = True
         try:
-            world = open_upload(Path(file), s.workdir)
+            path = checked_upload(file, self.upload_roots, "bundle")
+            world = open_upload(path, s.workdir)
+            max_points = as_int(max_points, "max_points")
         except FantasyWorldError as exc:
-            yield status_html(f"Cannot open {Path(file).name}: {exc}", "error"), keep, keep, keep
+            yield status_html(f"Cannot open the file: {exc}", "error"), keep, keep, keep
+            s.busy = False
             return
-        yield from self._finish(s, world, int(max_points))
+        try:
+            yield from self._finish(s, world, max_points)
+        finally:
+            s.busy = False

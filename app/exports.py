@@ -8,9 +8,11 @@ from __future__ import annotations
 import logging
 import shutil
 import zipfile
+import zlib
 from pathlib import Path
 
-from fantasy_world.errors import GeometryFormatError
+from app.files import safe_name
+from fantasy_world.errors import FantasyWorldError, GeometryFormatError
 from fantasy_world.geometry import load_bundle, write_bundle
 from fantasy_world.geometry.world_data import WorldData
 
@@ -27,7 +29,7 @@ SINGLE_FILES = (
     "meta.json",
 )
 MAX_ZIP_MEMBERS = 10_000
-MAX_UNZIPPED_BYTES = 4 << 30
+MAX_UNZIPPED_BYTES = 2 << 30
 
 
 def zip_folder(folder: Path, target: Path) -> Path:
@@ -39,14 +41,23 @@ def zip_folder(folder: Path, target: Path) -> Path:
     return target
 
 
+def bundle_zip_name(world: WorldData) -> str:
+    """``bundle_<prompt words>_seed<N>.zip``: recognisable, and safe whatever the prompt contains."""
+    meta = getattr(world, "meta", None) or {}
+    prompt = safe_name(str(meta.get("prompt", "")), "world", max_len=40)
+    seed = meta.get("seed")
+    suffix = f"_seed{int(seed)}" if isinstance(seed, int) and not isinstance(seed, bool) else ""
+    return f"bundle_{prompt}{suffix}.zip"
+
+
 def save_for_download(world: WorldData, run_dir: Path, max_points: int) -> list[Path]:
-    """Write the bundle to ``run_dir/bundle`` and return the downloads: bundle.zip first, then each file."""
+    """Write the bundle to ``run_dir/bundle`` and return the downloads: the bundle zip first, then each file."""
     bundle = run_dir / "bundle"
     if hasattr(world, "save"):
         world.save(bundle, max_points=max_points)
     else:
         write_bundle(world, bundle, max_points=max_points)
-    files = [zip_folder(bundle, run_dir / "bundle.zip")]
+    files = [zip_folder(bundle, run_dir / bundle_zip_name(world))]
     files += [bundle / name for name in SINGLE_FILES if (bundle / name).is_file()]
     if (bundle / "colmap").is_dir():
         files.append(zip_folder(bundle / "colmap", run_dir / "colmap.zip"))
@@ -67,6 +78,8 @@ def open_upload(path: Path, scratch: Path) -> WorldData:
             npz = [m for m in members if Path(m.filename).name == "world.npz" and not m.is_dir()]
             if not npz:
                 raise GeometryFormatError(f"{path.name}: expected a bundle zip containing world.npz")
+            if npz[0].file_size > MAX_UNZIPPED_BYTES:
+                raise GeometryFormatError(f"{path.name}: world.npz too large to open")
             target = scratch / "opened"
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir(parents=True)
@@ -75,6 +88,18 @@ def open_upload(path: Path, scratch: Path) -> WorldData:
                 inner = (prefix / name).as_posix()
                 if inner in zf.namelist():
                     (target / name).write_bytes(zf.read(inner))
-    except zipfile.BadZipFile:
+    except FantasyWorldError:
+        raise
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        EOFError,
+        RuntimeError,
+        NotImplementedError,
+    ):
+        # corrupt members, encrypted members and unsupported compression all land here
         raise GeometryFormatError(f"{path.name}: not a readable zip file") from None
+    except (OSError, ValueError) as exc:
+        raise GeometryFormatError(f"{path.name}: not a readable zip file ({type(exc).__name__})") from None
     return load_bundle(target)

@@ -1,17 +1,21 @@
-"""The one place that touches the model: a pipeline cache and a single-slot GPU runner.
+"""The one place that touches the model: a pipeline cache, a first-come GPU queue and the runner.
 
-Gradio's ``concurrency_id="gpu"`` (limit 1) already serialises Generate clicks; the lock here also
-covers callers outside Gradio (benchmarks, tests). On a ZeroGPU Space ``spaces.GPU`` wraps the runner;
-elsewhere the decorator is a no-op.
+Several Generate requests may be in flight (Gradio lets a few through); :class:`GpuQueue` runs them
+one at a time in arrival order and tells each waiting request its position, so the page can show it.
+The lock in :func:`run_generation` also covers callers outside the app (benchmarks). On a ZeroGPU
+Space ``spaces.GPU`` wraps the runner; elsewhere the decorator is a no-op.
 """
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from fantasy_world.errors import FantasyWorldError
 from fantasy_world.pipeline import FantasyWorldPipeline, StepInfo, WorldResult
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,94 @@ class PipelineCache:
     @property
     def loaded_name(self) -> str | None:
         return self._name
+
+
+class QueueFull(FantasyWorldError):
+    """Too many requests are already waiting for the GPU."""
+
+
+class GpuQueue:
+    """First come, first served, ``slots`` at a time; at most ``max_waiting`` wait behind them."""
+
+    def __init__(self, slots: int = 1, max_waiting: int = 16) -> None:
+        self.slots = slots
+        self.max_waiting = max_waiting
+        self._cond = threading.Condition()
+        self._waiting: collections.deque[int] = collections.deque()
+        self._running: set[int] = set()
+        self._ids = itertools.count(1)
+
+    def enter(self) -> Ticket:
+        """Join the queue (one-line :class:`QueueFull` when it is full)."""
+        with self._cond:
+            if len(self._waiting) >= self.max_waiting:
+                raise QueueFull(
+                    f"the GPU queue is full ({self.max_waiting} requests waiting); try again in a few minutes"
+                )
+            ticket = Ticket(self, next(self._ids))
+            self._waiting.append(ticket.id)
+            return ticket
+
+    def position(self, ticket_id: int) -> int:
+        """0 once running, else 1 + how many requests are ahead of it; -1 once it has left."""
+        with self._cond:
+            if ticket_id in self._running:
+                return 0
+            try:
+                return self._waiting.index(ticket_id) + 1
+            except ValueError:
+                return -1
+
+    def _acquire(self, ticket_id: int, timeout: float) -> bool:
+        with self._cond:
+
+            def ready() -> bool:
+                return ticket_id in self._running or (
+                    len(self._running) < self.slots and self._waiting and self._waiting[0] == ticket_id
+                )
+
+            if not self._cond.wait_for(ready, timeout=timeout):
+                return False
+            if ticket_id not in self._running:
+                self._waiting.popleft()
+                self._running.add(ticket_id)
+            return True
+
+    def _leave(self, ticket_id: int) -> None:
+        with self._cond:
+            self._running.discard(ticket_id)
+            if ticket_id in self._waiting:
+                self._waiting.remove(ticket_id)
+            self._cond.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._waiting)
+
+    @property
+    def running(self) -> int:
+        with self._cond:
+            return len(self._running)
+
+
+class Ticket:
+    """One request's place in a :class:`GpuQueue`; ``release()`` is safe to call more than once."""
+
+    def __init__(self, queue: GpuQueue, ticket_id: int) -> None:
+        self.queue = queue
+        self.id = ticket_id
+
+    @property
+    def position(self) -> int:
+        return self.queue.position(self.id)
+
+    def acquire(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the GPU; True once this request holds it."""
+        return self.queue._acquire(self.id, timeout)
+
+    def release(self) -> None:
+        self.queue._leave(self.id)
 
 
 _RUN_LOCK = threading.Lock()

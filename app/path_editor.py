@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 import viser
 
+from app.framing import content_points, frame_scene, ground_plane, robust_centre_radius
 from app.playback import Playback
 from app.scene_data import pose_to_wxyz_position, scene_extent, wxyz_position_to_pose
+from app.stage import apply_framing, draw_ground
 from fantasy_world.camera import CameraPath
 from fantasy_world.errors import FantasyWorldError
 
@@ -41,6 +43,7 @@ class PathEditor:
         self.server = server
         self.path = path or CameraPath.preset("orbit", num_frames=17)
         self.on_change = on_change
+        self.framer: Callable[[], None] | None = None  # the session frames path + world together
         self.selected = 0
         self.show_gizmos = True
         self.message = ""
@@ -192,7 +195,9 @@ class PathEditor:
     def redraw(self, keys: bool = True) -> None:
         """Spline + sampled frame markers always; keyframe gizmos and frustums when ``keys``."""
         with self._lock, self.server.atomic():
-            self._scale = 0.08 * scene_extent(np.stack([k.position for k in self.path.keyframes]))
+            c2w = np.stack([k.c2w for k in self.path.keyframes])
+            _, radius = robust_centre_radius(np.concatenate([c2w[:, :3, 3], content_points(c2w, None)]))
+            self._scale = max(0.08 * scene_extent(c2w[:, :3, 3]), 0.06 * radius)
             self._draw_spline()
             if keys:
                 self._draw_keyframes()
@@ -213,7 +218,7 @@ class PathEditor:
             f"{ROOT}/spline",
             dense[:, :3, 3],
             color=SPLINE_COLOR,
-            thickness=3.0,
+            thickness=4.0,
             thickness_units="screen",
             closed=self.path.settings.loop,
         )
@@ -297,24 +302,13 @@ class PathEditor:
         self.gui_fov.value = round(self.path.keyframes[self.selected].fov_y_deg, 1)
 
     def frame_view(self) -> None:
-        """Point the initial and current cameras at the path from behind and above (OpenCV: -y is up)."""
-        pos = np.stack([k.position for k in self.path.keyframes])
-        centre = pos.mean(axis=0)
-        forward = np.mean([k.c2w[:3, 2] for k in self.path.keyframes], axis=0)
-        ext = max(scene_extent(pos), 0.5)
-        eye = (
-            centre
-            - 1.6 * ext * forward / max(np.linalg.norm(forward), 1e-6)
-            + np.array([0.0, -0.9 * ext, 0.0])
-        )
-        self.server.initial_camera.position = tuple(eye)
-        self.server.initial_camera.look_at = tuple(centre)
-        self.server.initial_camera.up = (0.0, -1.0, 0.0)
-        for client in self.server.get_clients().values():
-            with client.atomic():
-                client.camera.position = eye
-                client.camera.look_at = centre
-                client.camera.up_direction = (0.0, -1.0, 0.0)
+        """Frame the path (or, inside a session, path and world) from behind and above the first camera."""
+        if self.framer is not None:
+            self.framer()
+            return
+        c2w = self.path.sample().c2w
+        apply_framing(self.server, frame_scene(c2w))
+        draw_ground(self.server, ground_plane(c2w))
 
     # ------------------------------------------------------------------------------- fly-through
     def _fly_to(self, frame: int) -> None:

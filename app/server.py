@@ -15,11 +15,14 @@ import uvicorn
 from fastapi import FastAPI
 
 from app.callbacks import Studio
+from app.files import MAX_UPLOAD_BYTES
 from app.proxy import add_viser_routes
 from app.sessions import free_port
 from app.ui import CSS, build_ui
 
 log = logging.getLogger(__name__)
+
+QUEUE_MAX = 20  # Gradio's queue; beyond it requests are refused with Gradio's "queue full" message
 
 
 def create_app(studio: Studio | None = None) -> tuple[FastAPI, Studio]:
@@ -28,13 +31,14 @@ def create_app(studio: Studio | None = None) -> tuple[FastAPI, Studio]:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        studio.registry.start_sweeper()
         yield
         studio.registry.close_all()
 
     app = FastAPI(lifespan=lifespan)
     add_viser_routes(app, studio.registry)  # before Gradio's catch-all mount
     demo = build_ui(studio)
-    demo.queue(max_size=20, default_concurrency_limit=4)
+    demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=4)
     app = gr.mount_gradio_app(
         app,
         demo,
@@ -42,6 +46,7 @@ def create_app(studio: Studio | None = None) -> tuple[FastAPI, Studio]:
         css=CSS,
         ssr_mode=False,
         allowed_paths=[str(studio.registry.root)],
+        max_file_size=MAX_UPLOAD_BYTES,
         footer_links=["gradio"],
     )
     return app, studio

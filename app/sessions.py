@@ -2,12 +2,15 @@
 
 A session is keyed by Gradio's ``session_hash``; its viewer is reached through an unguessable token
 (``/viser/<token>/``) so one visitor can neither see nor drive another's scene, and its files live in
-its own temporary folder, deleted when the session ends.
+its own temporary folder, deleted when the session ends. Tabs that vanish without an unload event are
+closed by a time-to-live sweep (no viewer connected and no request for ``ttl_s``), which also removes
+folders left behind by an earlier process.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shutil
 import socket
@@ -17,14 +20,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import viser
 
+from app.framing import frame_scene, ground_plane
 from app.path_editor import PathEditor
+from app.stage import apply_framing, draw_ground
 from app.viewer import WorldViewer
 from fantasy_world.errors import FantasyWorldError
 from fantasy_world.geometry.world_data import WorldData
 
 log = logging.getLogger(__name__)
+
+DEFAULT_TTL_S = float(os.environ.get("FW_STUDIO_TTL_S", 3600))  # idle time before a session's files go
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -47,8 +55,15 @@ class Session:
     cancel: threading.Event = field(default_factory=threading.Event)
     world: WorldData | None = None
     runs: int = 0
+    keep_runs: int = 3  # older run folders are deleted (Gradio already holds copies of their downloads)
     bytes_to_browser: int = 0  # counted by the proxy: everything the viewer's WebSocket carried down
     created: float = field(default_factory=time.time)
+    last_seen: float = field(default_factory=time.time)
+    busy: bool = False  # a generation or re-open is running for this session
+    closed: bool = False
+
+    def touch(self) -> None:
+        self.last_seen = time.time()
 
     @property
     def port(self) -> int:
@@ -59,13 +74,30 @@ class Session:
         """Relative URL of this session's viewer page (relative, so it works under any root path)."""
         return f"viser/{self.token}/"
 
+    def frame_scene(self, world_path: bool = False) -> None:
+        """Frame the view on the path and any generated points (``world_path``: the world's own path)."""
+        world = self.viewer.world
+        if world_path and world is not None:
+            c2w = np.asarray(world.requested_c2w)
+        else:
+            c2w = self.editor.path.sample().c2w
+        points = self.viewer.sample_points()
+        apply_framing(self.server, frame_scene(c2w, points))
+        draw_ground(self.server, ground_plane(c2w, points))
+
     def next_run_dir(self) -> Path:
+        """A fresh folder for one result; refuses once closed so a late result cannot recreate files."""
+        if self.closed:
+            raise FantasyWorldError("this session was closed (tab closed or expired); reload the page")
         self.runs += 1
         out = self.workdir / f"run{self.runs:03d}"
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=False)
+        for old in sorted(self.workdir.glob("run[0-9][0-9][0-9]"))[: -self.keep_runs]:
+            shutil.rmtree(old, ignore_errors=True)
         return out
 
     def close(self) -> None:
+        self.closed = True
         self.cancel.set()
         for part in (self.editor, self.viewer):
             try:
@@ -79,30 +111,44 @@ class Session:
 class SessionRegistry:
     """Thread-safe map of live sessions, with a cap so a crowd cannot exhaust ports and memory."""
 
-    def __init__(self, root: Path | None = None, max_sessions: int = 16) -> None:
+    def __init__(
+        self, root: Path | None = None, max_sessions: int = 16, ttl_s: float = DEFAULT_TTL_S
+    ) -> None:
         self.root = Path(root or Path(tempfile.gettempdir()) / "fantasyworld-studio")
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_sessions = max_sessions
+        self.ttl_s = float(ttl_s)
         self._lock = threading.Lock()
         self._by_key: dict[str, Session] = {}
         self._by_token: dict[str, Session] = {}
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
 
     def open(self, key: str) -> Session:
         """The session for ``key``, created on first use."""
         with self._lock:
             if key in self._by_key:
-                return self._by_key[key]
+                session = self._by_key[key]
+                session.touch()
+                return session
             if len(self._by_key) >= self.max_sessions:
                 raise FantasyWorldError(
                     f"the studio already has {self.max_sessions} open sessions; close a tab or try again later"
                 )
             server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
             server.scene.set_up_direction("-y")  # OpenCV world: y points down
-            server.gui.configure_theme(control_layout="collapsible", show_share_button=False)
+            server.gui.configure_theme(
+                control_layout="collapsible", control_width="small", show_share_button=False
+            )
+            frame_button = server.gui.add_button("Frame scene", icon=viser.Icon.FOCUS_2, order=0)
             editor = PathEditor(server)
             viewer = WorldViewer(server)
             workdir = Path(tempfile.mkdtemp(prefix="session-", dir=self.root))
             session = Session(key, secrets.token_urlsafe(16), server, editor, viewer, workdir)
+            editor.framer = session.frame_scene
+            viewer.on_world = lambda _world: session.frame_scene(world_path=True)
+            frame_button.on_click(lambda _: session.frame_scene())
+            session.frame_scene()
             self._by_key[key] = session
             self._by_token[session.token] = session
             log.info("session %s opened (viser port %d)", key[:8], session.port)
@@ -126,8 +172,56 @@ class SessionRegistry:
             log.info("session %s closed", key[:8])
 
     def close_all(self) -> None:
+        self._stop.set()
         for key in list(self._by_key):
             self.close(key)
+
+    # ------------------------------------------------------------------------------ time to live
+    def expired(self, now: float | None = None) -> list[str]:
+        """Sessions nobody uses: no connected viewer, nothing running, no request for ``ttl_s``."""
+        now = time.time() if now is None else now
+        with self._lock:
+            sessions = list(self._by_key.values())
+        return [
+            s.key
+            for s in sessions
+            if not s.busy and now - s.last_seen > self.ttl_s and not s.server.get_clients()
+        ]
+
+    def sweep(self, now: float | None = None) -> int:
+        """Close expired sessions and delete stale folders no live session owns; returns how many went."""
+        now = time.time() if now is None else now
+        gone = 0
+        for key in self.expired(now):
+            log.info("session %s expired after %.0f s idle", key[:8], self.ttl_s)
+            self.close(key)
+            gone += 1
+        with self._lock:
+            owned = {s.workdir.resolve() for s in self._by_key.values()}
+        for folder in self.root.glob("session-*"):
+            try:
+                stale = now - folder.stat().st_mtime > self.ttl_s
+            except OSError:
+                continue
+            if folder.is_dir() and not folder.is_symlink() and folder.resolve() not in owned and stale:
+                shutil.rmtree(folder, ignore_errors=True)
+                gone += 1
+        return gone
+
+    def start_sweeper(self, every_s: float = 60.0) -> None:
+        """Sweep in a daemon thread until :meth:`close_all`."""
+        if self._sweeper is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(every_s):
+                try:
+                    self.sweep()
+                except Exception:
+                    log.exception("session sweep failed")
+
+        self._sweeper = threading.Thread(target=loop, name="session-sweeper", daemon=True)
+        self._sweeper.start()
 
     def __len__(self) -> int:
         with self._lock:

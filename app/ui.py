@@ -9,7 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from app.callbacks import EXPORT_FORMATS, MAX_PRESET_PARAMS, Studio
-from app.models import DEFAULT_MODEL, model_choices
+from app.models import DEFAULT_MODEL
 from fantasy_world.camera import PRESETS
 from fantasy_world.model_folder import TINY_DEFAULTS
 
@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 
 EXAMPLES_FILE = Path(__file__).resolve().parents[1] / "assets" / "examples" / "prompts.json"
 DEFAULT_PRESET = "orbit"
+# Generate requests let through at once; studio.gpu runs them one by one and shows each its position.
+GENERATE_CONCURRENCY = 4
+CACHE_TTL_S = 3600  # Gradio's copies of uploads and downloads are deleted after this long
 
 CSS = """
 .fw-status { padding: 6px 10px; border-radius: 6px; background: var(--block-background-fill); }
@@ -41,19 +44,28 @@ def build_ui(studio: Studio) -> gr.Blocks:
     """The whole page. Every handler is a :class:`Studio` method; this function only wires them."""
     d = TINY_DEFAULTS
     spec = PRESETS[DEFAULT_PRESET]
-    with gr.Blocks(title="FantasyWorld Studio") as demo:
+    with gr.Blocks(
+        title="FantasyWorld Studio",
+        fill_width=True,
+        delete_cache=(max(60, int(studio.registry.ttl_s) // 4), int(studio.registry.ttl_s)),
+    ) as demo:
         gr.Markdown("## FantasyWorld Studio — prompt + camera path → video, depth, points and cameras")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 prompt = gr.Textbox(label="Prompt", lines=3, elem_id="fw-prompt")
                 with gr.Accordion("Negative prompt", open=False):
                     negative = gr.Textbox(label="Negative prompt", lines=2, show_label=False)
-                image = gr.Image(label="Start image (image-to-world models)", type="numpy", height=160)
+                image = gr.Image(
+                    label="Start image (image-to-world models)",
+                    type="filepath",
+                    height=160,
+                    elem_id="fw-image",
+                )
                 model = gr.Dropdown(
-                    model_choices(),
+                    studio.models,
                     value=DEFAULT_MODEL,
                     label="Model",
-                    allow_custom_value=True,
+                    allow_custom_value=False,
                     elem_id="fw-model",
                 )
                 preset = gr.Dropdown(
@@ -110,22 +122,22 @@ def build_ui(studio: Studio) -> gr.Blocks:
                     reopen_file = gr.File(
                         label="world.npz or bundle .zip", file_types=[".npz", ".zip"], elem_id="fw-reopen"
                     )
-            with gr.Column(scale=2, min_width=480):
+            with gr.Column(scale=3, min_width=480):
                 viewer = gr.HTML(elem_id="fw-viewer-box", js_on_load=None)
                 status = gr.HTML(elem_id="fw-status", js_on_load=None)
                 max_points = gr.Slider(
                     10_000, 1_000_000, value=200_000, step=10_000, label="Max points (viewer and exports)"
                 )
-            with gr.Column(scale=1, min_width=300):
-                video = gr.Video(
-                    label="Video", autoplay=True, loop=True, elem_id="fw-video", interactive=False
-                )
-                depth = gr.Video(
-                    label="Depth", autoplay=True, loop=True, elem_id="fw-depth", interactive=False
-                )
-                downloads = gr.File(
-                    label="Downloads", file_count="multiple", interactive=False, elem_id="fw-downloads"
-                )
+                with gr.Row(equal_height=False):
+                    video = gr.Video(
+                        label="Video", autoplay=True, loop=True, elem_id="fw-video", interactive=False
+                    )
+                    depth = gr.Video(
+                        label="Depth", autoplay=True, loop=True, elem_id="fw-depth", interactive=False
+                    )
+                    downloads = gr.File(
+                        label="Downloads", file_count="multiple", interactive=False, elem_id="fw-downloads"
+                    )
         examples = example_prompts()
         if examples:
             gr.Examples(examples, inputs=[prompt, preset], label="Example prompts")
@@ -156,7 +168,8 @@ def build_ui(studio: Studio) -> gr.Blocks:
             [*gen_inputs, max_points],
             [status, video, depth, downloads],
             concurrency_id="gpu",
-            concurrency_limit=1,
+            api_name="generate",
+            concurrency_limit=GENERATE_CONCURRENCY,
             show_progress="minimal",
         )
         cancel.click(studio.cancel, None, status, concurrency_limit=None, queue=False)

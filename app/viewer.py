@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import viser
 
+from app.framing import point_size
 from app.playback import Playback
 from app.scene_data import (
     FramePayload,
@@ -52,6 +54,7 @@ class WorldViewer:
         self.frame = 0
         self.last_draw_s = 0.0
         self.sent_bytes = 0  # payload bytes handed to viser for the current world
+        self.on_world: Callable[[WorldData], None] | None = None  # called once a world is drawn
         self._lock = threading.RLock()
         self._frames: list[Any] = []
         self._clouds: list[Any] = []
@@ -99,11 +102,12 @@ class WorldViewer:
         """Replace the live preview cloud (depth-coloured) during denoising; hides the old world."""
         pts, cols = preview_cloud(points, depths, conf, self.options.max_points)
         ext = scene_extent(cam_c2w[:, :3, 3], pts.astype(np.float32))
+        size = point_size(ext, len(pts) // max(1, len(cam_c2w)))
         with self._lock, self.server.atomic():
             self.server.scene.remove_by_name(ROOT)
             self._reset_handles()
             self._preview = self.server.scene.add_point_cloud(
-                f"{PREVIEW}/points", pts, cols, point_size=ext / 300.0, point_shape="rounded"
+                f"{PREVIEW}/points", pts, cols, point_size=size, point_shape="rounded"
             )
         self.server.flush()
 
@@ -129,13 +133,16 @@ class WorldViewer:
         ext = scene_extent(world.cam_c2w[:, :3, 3], sample)
         with self._lock:
             self.world, self.payloads = world, payloads
-            self.base_point_size = ext / 300.0
+            per_frame = int(np.median([len(p.points) for p in payloads])) if payloads else 1
+            self.base_point_size = point_size(ext, per_frame)
             self.frustum_scale = ext / 20.0
             self.frame = 0
             self._draw_all()
             self.playback.set_frames(world.num_frames)
             self.playback.fps = float(self.gui_fps.value)
         self._sync_timeline()
+        if self.on_world is not None:
+            self.on_world(world)
         self.server.flush()
         self.last_draw_s = time.perf_counter() - t0
         log.info(
@@ -277,7 +284,9 @@ class WorldViewer:
             if self.world is not None:
                 self._draw_requested()
 
-    def set_filter(self, conf_percentile: float | None = None, max_points: int | None = None) -> None:
+    def set_filter(
+        self, conf_percentile: float | None = None, max_points: int | None = None, redraw: bool = True
+    ) -> None:
         """New confidence percentile or point cap: rebuild the payloads once and resend every frame."""
         with self._lock:
             self.options = ViewOptions(
@@ -285,9 +294,18 @@ class WorldViewer:
                 max_points=self.options.max_points if max_points is None else max_points,
                 point_size=self.options.point_size,
             )
-            if self.world is not None:
+            if self.world is not None and redraw:
                 self.payloads = build_frame_payloads(self.world, self.options)
                 self._draw_all()
+
+    def sample_points(self, limit: int = 20_000) -> np.ndarray | None:
+        """A subsample of the drawn points (float32), for framing the view; None before a world."""
+        with self._lock:
+            if not self.payloads:
+                return None
+            pts = np.concatenate([p.points for p in self.payloads]).astype(np.float32)
+        step = max(1, len(pts) // limit)
+        return pts[::step]
 
     # ------------------------------------------------------------------------------------ closing
     def close(self) -> None:

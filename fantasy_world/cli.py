@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,11 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_output_args(args: argparse.Namespace) -> None:
+    """Export options and the output folder, checked before any model loads (not after a long run)."""
+    if args.max_points < 0:
+        raise InputError(f"--max-points {args.max_points}: expected a non-negative number of points")
+    if not math.isfinite(args.conf_percentile) or not 0.0 <= args.conf_percentile <= 100.0:
+        raise InputError(f"--conf-percentile {args.conf_percentile}: expected a percentage in [0, 100]")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {args.out}: exists and is not a folder; expected a folder for the bundle")
+
+
 def _run_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fantasy_world.pipeline import FantasyWorldPipeline
 
+    _check_output_args(args)
     pipe = FantasyWorldPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     bar = tqdm(total=None, desc="denoising", unit="step", file=sys.stderr)
 
@@ -126,6 +139,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
     from fantasy_world.pipeline import FantasyWorldPipeline
     from fantasy_world.video_input import fit_video
 
+    _check_output_args(args)
     video, fps = read_video(args.video)
     pipe = FantasyWorldPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     clip = fit_video(video, pipe.loaded.limits(pipe.device), frames=args.frames, source=args.video)

@@ -84,3 +84,49 @@ def check_seed(seed: object) -> int:
     if not _is_int(seed) or not 0 <= seed < 2**63:
         raise InputError(f"seed={seed!r}: expected an integer in [0, 2^63)")
     return int(seed)
+
+
+def check_image_file(path: object, name: str = "image") -> tuple[int, int]:
+    """A start-image file that is bounded in bytes and pixels and fully decodes; returns (width, height).
+
+    The pixel bound is read from the header before any decoding, so a decompression bomb costs nothing.
+    Pillow reports broken files with many exception types (OSError, SyntaxError, ValueError, ...); all
+    become one :class:`InputError`.
+    """
+    import os
+    import struct
+    import zlib
+    from pathlib import Path
+
+    from PIL import Image
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"{name}: expected an image file path, got {type(path).__name__}")
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{name} {p.name}: file not found")
+    size = p.stat().st_size
+    if size > MAX_IMAGE_BYTES:
+        raise InputError(f"{name} {p.name}: {size} bytes; expected at most {MAX_IMAGE_BYTES}")
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            if w < 1 or h < 1 or w * h > MAX_IMAGE_PIXELS:
+                raise InputError(f"{name} {p.name}: {w}x{h} pixels; expected 1 to {MAX_IMAGE_PIXELS} pixels")
+            im.load()
+    except InputError:
+        raise
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"{name} {p.name}: too many pixels; expected at most {MAX_IMAGE_PIXELS} pixels"
+        ) from None
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        struct.error,
+        zlib.error,
+    ) as exc:
+        raise InputError(f"{name} {p.name}: not a decodable image ({type(exc).__name__})") from None
+    return int(w), int(h)

@@ -19,7 +19,8 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets" / "cameras"
 
 @pytest.fixture()
 def studio(tmp_path):
-    st = Studio(SessionRegistry(tmp_path / "sessions", max_sessions=3))
+    # Uploads are only read from these folders (the real app: Gradio's upload cache and session folders).
+    st = Studio(SessionRegistry(tmp_path / "sessions", max_sessions=3), upload_roots=[ASSETS, tmp_path])
     yield st
     st.registry.close_all()
 
@@ -101,7 +102,8 @@ def test_reopen_npz_and_zip_bundle_without_model(studio, tmp_path):
         assert "fw-ok" in status, status
         assert Path(video).stat().st_size > 0 and Path(depth).stat().st_size > 0
         names = {Path(f).name for f in downloads}
-        assert {"bundle.zip", "points.ply", "scene.glb", "cameras.json", "world.npz", "colmap.zip"} <= names
+        assert {"points.ply", "scene.glb", "cameras.json", "world.npz", "colmap.zip"} <= names
+        assert any(n.startswith("bundle_") and n.endswith(".zip") for n in names), names
         s = studio.registry.get("a")
         assert s.viewer.world is not None and len(s.viewer._frames) == 5
         assert studio.last_timing.to_first_cloud_s < 1.0
@@ -114,13 +116,27 @@ def test_reopen_rejects_other_files(studio, tmp_path):
     assert "fw-error" in status and "junk.zip" in status
 
 
-def test_missing_model_folder_is_a_clear_message(studio, tmp_path):
-    out = _drain(
-        studio.generate(
-            "a ball", "", None, str(tmp_path / "nope"), 5, 32, 48, 1, 1.0, 0, 0, 10_000, req(), None
+def test_model_not_offered_by_the_picker_is_refused(studio, tmp_path):
+    for model in (str(tmp_path / "nope"), "../../etc", "/etc", "tiny/../../x"):
+        out = _drain(studio.generate("a ball", "", None, model, 5, 32, 48, 1, 1.0, 0, 0, 10_000, req(), None))
+        assert "fw-error" in out[-1][0] and "not offered" in out[-1][0], out[-1][0]
+    assert studio.pipelines.loaded_name is None  # nothing was loaded from those paths
+
+
+def test_offered_model_folder_missing_a_file_names_it(tmp_path):
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / "model.pth").write_bytes(b"")  # looks like an official folder, but the Wan files are missing
+    st = Studio(SessionRegistry(tmp_path / "s"), models=["tiny", str(folder)], upload_roots=[tmp_path])
+    try:
+        out = _drain(
+            st.generate("a ball", "", None, str(folder), 5, 32, 48, 1, 1.0, 0, 0, 10_000, req(), None)
         )
-    )
-    assert "fw-error" in out[-1][0] and "not found" in out[-1][0]
+    finally:
+        st.registry.close_all()
+    status = out[-1][0]
+    assert "fw-error" in status and "my-model" in status and "\n" not in status
+    assert any(word in status for word in ("missing", "not found", "expected")), status
 
 
 @pytest.mark.slow
@@ -136,7 +152,7 @@ def test_generate_with_tiny_model_streams_steps_and_fills_outputs(studio):
     assert "fw-ok" in status, status
     assert Path(video).name == "video.mp4" and Path(video).stat().st_size > 0
     assert Path(depth).name == "depth.mp4"
-    assert any(Path(f).name == "bundle.zip" for f in downloads)
+    assert any(Path(f).name == "bundle_a_red_ball_seed0.zip" for f in downloads), downloads
     s = studio.registry.get("a")
     assert len(s.viewer._frames) == 5 and s.viewer._preview is None
 

@@ -76,3 +76,16 @@ def changed_pixels(a: np.ndarray, b: np.ndarray, tol: int = 40) -> int:
     """Pixels whose colour differs by more than ``tol`` in some channel (images of equal size)."""
     h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
     return int(np.any(np.abs(a[:h, :w] - b[:h, :w]) > tol, axis=-1).sum())
+
+
+def seen_fractions(client, height: int = 300, width: int = 450) -> tuple[float, float]:
+    """What the person's camera shows, rendered by their browser (no panels or notifications on top).
+
+    Returns (share of pixels that are not background, share of clearly coloured pixels): the grid is
+    grey, so colour means path, frustums or points.
+    """
+    img = client.get_render(height=height, width=width, transport_format="png")[..., :3].astype(np.int16)
+    background = img[0, 0]
+    not_bg = np.any(np.abs(img - background) > 30, axis=-1).mean()
+    coloured = ((img.max(axis=-1) - img.min(axis=-1)) > 60).mean()
+    return float(not_bg), float(coloured)

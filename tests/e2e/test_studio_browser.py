@@ -6,8 +6,12 @@ import re
 import time
 from urllib.parse import urlparse
 
+import numpy as np
 import pytest
-from conftest import changed_pixels, png
+from conftest import changed_pixels, png, seen_fractions
+
+from app.framing import frame_scene, ground_plane
+from app.stage import apply_framing, draw_ground
 
 pytestmark = pytest.mark.slow
 
@@ -91,6 +95,11 @@ def test_choosing_a_preset_draws_the_path(first, shots):
     after = png(viewer_shot(page, shots / "02b_path_truck_right.png"))
     assert changed_pixels(before, after) > 500, "the 3-D view did not change when the preset changed"
     assert len(session.editor.path) >= 2
+    client = next(iter(session.server.get_clients().values()))
+    not_bg, coloured = seen_fractions(client)
+    print(f"preset view: {not_bg:.3f} not background, {coloured:.4f} coloured")
+    assert not_bg > 0.03, f"the 3-D view is nearly empty after choosing a preset ({not_bg:.1%} drawn)"
+    assert coloured > 0.003, f"the camera path is hardly visible ({coloured:.2%} coloured pixels)"
 
 
 def test_generate_fills_video_and_draws_points(first, shots):
@@ -115,13 +124,22 @@ def test_generate_fills_video_and_draws_points(first, shots):
     assert page.locator("#fw-depth video").count() == 1
     downloads = page.locator("#fw-downloads").inner_text()
     assert "bundle" in downloads and "points" in downloads, downloads
-    time.sleep(2.0)
+    # A render round trip through the person's browser: it answers only after the world's messages
+    # (points, textures, camera framing) were applied, which takes seconds in software WebGL.
+    client = next(iter(session.server.get_clients().values()))
+    not_bg, coloured = seen_fractions(client)
+    time.sleep(1.0)
     page.screenshot(path=str(shots / "03b_generated.png"), full_page=True)
     shown = png(viewer_shot(page, shots / "03c_points_shown.png"))
+    print(f"generated view: {not_bg:.3f} not background, {coloured:.4f} coloured")
+    assert not_bg > 0.03, f"the 3-D view is nearly empty after generating ({not_bg:.1%} drawn)"
+    assert coloured > 0.005, f"the generated world is hardly visible ({coloured:.2%} coloured pixels)"
     session.viewer.set_world_visible(False)
     time.sleep(1.5)
     hidden = png(viewer_shot(page, shots / "03d_points_hidden.png"))
+    _, coloured_hidden = seen_fractions(client)
     session.viewer.set_world_visible(True)
+    assert coloured > coloured_hidden + 0.002, "the generated points add almost nothing to the view"
     drawn = changed_pixels(shown, hidden)
     assert drawn > 300, f"generated points put only {drawn} pixels into the 3-D canvas"
     page.shown, page.hidden = shown, hidden  # type: ignore[attr-defined]
@@ -135,6 +153,12 @@ def test_second_context_does_not_see_first_points(first, browser, studio_server,
         assert session_b.token != session_a.token and session_b.viewer.world is None
         pick(page_b, "fw-preset", "truck_right")  # same path as the first visitor: views should match
         wait_until(lambda: session_b.editor.path.preset_name == "truck_right", what="preset applied")
+        # The first visitor's view was framed on their world; give the second the same camera and
+        # ground so the two screenshots differ only by what each scene holds.
+        c2w = np.asarray(session_a.viewer.world.requested_c2w)
+        points = session_a.viewer.sample_points()
+        apply_framing(session_b.server, frame_scene(c2w, points))
+        draw_ground(session_b.server, ground_plane(c2w, points))
         time.sleep(2.0)
         b = png(viewer_shot(page_b, shots / "04_second_visitor.png"))
         world_pixels = changed_pixels(page_a.shown, page_a.hidden)
