@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--format", default="native", choices=["native", "worldscore", "re10k", "nerfstudio"])
     cam.add_argument("--width", type=int, default=832)
     cam.add_argument("--height", type=int, default=480)
+
+    from fantasy_world.bench_cli import add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -169,12 +173,23 @@ def _run_camera(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_bench(args: argparse.Namespace) -> int:
+    from fantasy_world.bench_cli import run_bench
+
+    return run_bench(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    handlers = {"generate": _run_generate, "reconstruct": _run_reconstruct, "camera": _run_camera}
+    handlers = {
+        "generate": _run_generate,
+        "reconstruct": _run_reconstruct,
+        "camera": _run_camera,
+        "bench": _run_bench,
+    }
     try:
         return handlers[args.command](args)
     except FantasyWorldError as exc:

@@ -205,6 +205,8 @@ class FantasyWorldPipeline:
         self.device = device
         self.dtype = dtype
         self._prompt_cache: dict[str, torch.Tensor] = {}
+        # How the two guidance passes run (``fantasy_world.perf.guidance``); None = two sequential passes.
+        self.guidance_runner: Any = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -407,28 +409,17 @@ class FantasyWorldPipeline:
             want_geo = last or (preview_every > 0 and (i + 1) % preview_every == 0)
             t = schedule.timesteps[i : i + 1].to(self.device, torch.float32)
             x = latents.to(self.dtype)
-            out = self.model(
+            out, v_uncond = self._guidance_passes(
                 x,
                 t,
                 cond,
+                uncond,
+                want_geo,
                 clip_fea=clip_fea,
                 y=y,
                 camera=camera_feat,
-                return_geometry=want_geo,
                 image_hw=(height, width),
             )
-            v_uncond = None
-            if uncond is not None:
-                v_uncond = self.model(
-                    x,
-                    t,
-                    uncond,
-                    clip_fea=clip_fea,
-                    y=y,
-                    camera=camera_feat,
-                    return_geometry=False,
-                    image_hw=(height, width),
-                ).velocity
             velocity = apply_guidance(
                 out.velocity.float(), None if v_uncond is None else v_uncond.float(), guidance
             )
@@ -473,6 +464,17 @@ class FantasyWorldPipeline:
             pose_enc=pose_enc,
             timings=timings,
         )
+
+    def _guidance_passes(
+        self, x, t, cond, uncond, want_geo: bool, **kw: Any
+    ) -> tuple[Any, torch.Tensor | None]:
+        """Conditional output (geometry when ``want_geo``) and negative-pass velocity (None without guidance)."""
+        if self.guidance_runner is not None:
+            return self.guidance_runner(self.model, x, t, cond, uncond, want_geo=want_geo, **kw)
+        out = self.model(x, t, cond, return_geometry=want_geo, **kw)
+        if uncond is None:
+            return out, None
+        return out, self.model(x, t, uncond, return_geometry=False, **kw).velocity
 
     @_recover_from_oom
     @torch.no_grad()

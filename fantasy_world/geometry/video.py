@@ -10,12 +10,18 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 
 from fantasy_world.errors import GeometryFormatError, InputError
 
 log = logging.getLogger(__name__)
+
+
+def _ffmpeg():  # noqa: ANN202 - the imageio_ffmpeg module
+    """imageio-ffmpeg, imported on first use so that geometry code runs where no video is written."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:
@@ -49,7 +55,7 @@ def write_video(
                 )
             if size is None:
                 size = (frame.shape[1], frame.shape[0])
-                writer = imageio_ffmpeg.write_frames(
+                writer = _ffmpeg().write_frames(
                     str(path),
                     even_size(*size),
                     fps=float(fps),
@@ -81,7 +87,7 @@ def read_video(path: str | Path, size: tuple[int, int] | None = None) -> tuple[n
     if not path.is_file():
         raise GeometryFormatError(f"{path}: video file not found")
     try:
-        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        reader = _ffmpeg().read_frames(str(path), pix_fmt="rgb24")
         meta = next(reader)
         w, h = meta["size"]
         frames = [np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3) for buf in reader]

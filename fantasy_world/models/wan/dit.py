@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from fantasy_world.errors import InputError
-from fantasy_world.models.wan.attention import attention
+from fantasy_world.models.wan.attention import attention, self_attention
 from fantasy_world.models.wan.config import WanDiTConfig
 from fantasy_world.models.wan.rope import apply_rope, wan_rope_freqs
 
@@ -85,7 +85,7 @@ class WanSelfAttention(nn.Module):
         q = self.norm_q(self.q(x)).view(b, s, self.num_heads, self.head_dim)
         k = self.norm_k(self.k(x)).view(b, s, self.num_heads, self.head_dim)
         v = self.v(x).view(b, s, self.num_heads, self.head_dim)
-        out = attention(apply_rope(q, freqs), apply_rope(k, freqs), v)
+        out = self_attention(apply_rope(q, freqs), apply_rope(k, freqs), v)
         return self.o(out.flatten(2))
 
 

@@ -78,6 +78,12 @@ def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     if freqs.shape != (seq, dim // 2) or dim % 2:
         raise InputError(f"apply_rope: freqs shape {tuple(freqs.shape)} does not match x {tuple(x.shape)}")
     real = torch.float64 if freqs.dtype == torch.complex128 else torch.float32
+    if torch.compiler.is_compiling():  # inductor cannot fuse complex maths: same product, written out
+        cs = torch.view_as_real(freqs).to(real).view(1, seq, 1, dim // 2, 2)
+        cos, sin = cs[..., 0], cs[..., 1]
+        xr = x.to(real).reshape(b, seq, heads, dim // 2, 2)
+        x0, x1 = xr[..., 0], xr[..., 1]
+        return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(3).to(x.dtype)
     xc = torch.view_as_complex(x.to(real).reshape(b, seq, heads, dim // 2, 2))
     out = torch.view_as_real(xc * freqs.to(xc.dtype).view(1, seq, 1, dim // 2))
     return out.flatten(3).to(x.dtype)

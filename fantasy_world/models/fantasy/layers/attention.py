@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from fantasy_world.models.wan.attention import sdpa
 
 from .rope2d import apply_rope_2d
 
 
 class Attention(nn.Module):
-    """Self-attention over [B, N, C] tokens with torch SDPA (scale 1/sqrt(head_dim)).
+    """Self-attention over [B, N, C] tokens with SDPA through the selected backend (scale 1/sqrt(head_dim)).
 
     QK-norm (``q_norm``/``k_norm``, LayerNorm over the head dim with affine) is applied before RoPE, as
     in VGGT. RoPE is used only when the module was built with ``rope_freq`` and ``pos`` is given.
@@ -45,5 +46,5 @@ class Attention(nn.Module):
         if self.rope_freq is not None and pos is not None:
             q = apply_rope_2d(q, pos, self.rope_freq)
             k = apply_rope_2d(k, pos, self.rope_freq)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = sdpa(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))

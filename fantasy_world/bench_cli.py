@@ -1,0 +1,96 @@
+"""``python -m fantasy_world bench``: GPU timings of our models against diffusers and the matmul ceiling.
+
+Wire-up in ``cli.py``: ``add_bench_parser(sub)`` in ``build_parser`` and ``"bench": run_bench`` in the
+handler table. ``--small --device cpu`` runs every section on toy configs (a smoke test, no GPU needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fantasy_world.errors import InputError
+
+RESULTS_MD = Path(__file__).resolve().parents[1] / "bench" / "RESULTS.md"
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from fantasy_world.perf import ALL_SECTIONS  # no torch import at parse time
+
+    p = sub.add_parser("bench", help="GPU benchmark: ours vs diffusers vs the measured matmul ceiling")
+    p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default: cuda)")
+    p.add_argument("--small", action="store_true", help="toy configs (CPU smoke test of every section)")
+    p.add_argument("--out", default="bench/out", help="folder for results.json and table.md")
+    p.add_argument("--budget", type=float, default=510.0, help="time guard in seconds (default 510)")
+    p.add_argument(
+        "--sections",
+        default=",".join(ALL_SECTIONS),
+        help=f"comma-separated subset of {','.join(ALL_SECTIONS)} (priority order)",
+    )
+    p.add_argument("--steps", type=int, default=4, help="guided steps actually run in 'generate' (>= 3)")
+    p.add_argument("--reps", type=int, default=3, help="timed repetitions per measurement")
+    p.add_argument(
+        "--results-md", default=None, help="also write the table into this RESULTS.md's GPU section"
+    )
+    return p
+
+
+def _options(args: argparse.Namespace):
+    from fantasy_world.perf import ALL_SECTIONS
+    from fantasy_world.perf.suite import BenchOptions
+
+    sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
+    bad = [s for s in sections if s not in ALL_SECTIONS]
+    if bad:
+        raise InputError(f"--sections {','.join(bad)}: expected names from {','.join(ALL_SECTIONS)}")
+    if args.steps < 3 or args.reps < 1 or args.budget <= 0:
+        raise InputError("--steps must be >= 3, --reps >= 1 and --budget > 0")
+    if not args.device.startswith(("cuda", "cpu")):
+        raise InputError(f"--device {args.device!r}: expected cuda, cuda:N or cpu")
+    return BenchOptions(
+        device=args.device,
+        small=args.small,
+        out_dir=Path(args.out),
+        budget_s=args.budget,
+        sections=sections,
+        gen_steps=args.steps,
+        reps=args.reps,
+    )
+
+
+def markdown_report(meta: dict, table: str) -> str:
+    """The text that goes under "## GPU performance": card and software, then the table."""
+    card = meta.get("card", "?")
+    lines = [
+        f"Card: **{card}** ({meta.get('memory_gib', '?')} GiB), torch {meta.get('torch')}, CUDA {meta.get('cuda')}, "
+        f"cuDNN {meta.get('cudnn')}, diffusers {meta.get('diffusers')}; run {meta.get('time')}, "
+        f"{meta.get('wall_s')} s. Measured bf16 matmul ceiling: {meta.get('ceiling_tflops')} TFLOP/s; "
+        f"copy {meta.get('copy_tb_s')} TB/s. Fastest attention backend for ours: {meta.get('best_backend')}.",
+        "",
+        "Weights are seeded random values at the real sizes (the same values in ours and diffusers). "
+        "Times are medians of CUDA-event timings after a warm-up; peak GiB is the allocator's peak during the "
+        "timed calls (weights included). FLOPs: `fantasy_world/perf/flops.py` (conventions of perf_anchors.md).",
+        "",
+        table,
+    ]
+    return "\n".join(lines)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from fantasy_world.perf.record import write_results_section
+    from fantasy_world.perf.suite import run_suite
+
+    opts = _options(args)
+    if opts.device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device here; use --device cpu --small for a smoke test")
+    rec = run_suite(opts)
+    report = markdown_report(rec.meta, rec.table())
+    (opts.out_dir / "table.md").write_text(report + "\n")
+    if args.results_md:
+        write_results_section(Path(args.results_md), report)
+    print(report)
+    print(json.dumps({"results": str(opts.out_dir / "results.json")}))
+    return 0

@@ -1,0 +1,36 @@
+"""One call to switch a pipeline to the measured fast paths (all opt-in; defaults stay official).
+
+What each switch did on an H200 (bench/RESULTS.md, GPU performance): regional ``torch.compile`` made the
+1.3B DiT forward 1.31x and the FantasyWorld conditional pass 1.21x faster (first call pays ~15-35 s);
+``uncond_geometry=False`` makes a guided step 0.71x as long but changes the video (the official model
+runs the geometry branch in the negative pass too); batching the two passes gained nothing (compute-bound).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fantasy_world.models.wan.attention import set_attention_backend
+from fantasy_world.perf.compile import compile_blocks
+from fantasy_world.perf.guidance import BatchedGuidance, SequentialGuidance
+
+
+def speed_up(
+    pipe: Any,
+    *,
+    compile: bool = True,
+    uncond_geometry: bool = True,
+    batched_guidance: bool = False,
+    attention: str | None = None,
+) -> Any:
+    """Apply the chosen speed-ups to a :class:`FantasyWorldPipeline` in place and return it."""
+    if attention is not None:
+        set_attention_backend(attention)
+    if batched_guidance and not uncond_geometry:
+        raise ValueError(
+            "batched guidance runs both passes through the full model; keep uncond_geometry=True"
+        )
+    pipe.guidance_runner = BatchedGuidance() if batched_guidance else SequentialGuidance(uncond_geometry)
+    if compile:
+        compile_blocks(pipe.model)
+    return pipe
