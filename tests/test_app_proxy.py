@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import urllib.error
 import urllib.request
 from types import SimpleNamespace
@@ -56,7 +57,9 @@ def _pipe(url: str, subprotocol: str) -> tuple[str | None, int]:
                 pass
             return ws.subprotocol, got
 
-    return asyncio.run(run())
+    # A thread of its own: the browser tests' Playwright (sync API) may hold a running loop in this thread.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()
 
 
 def test_websocket_is_piped_to_the_sessions_own_viser_server(served):
