@@ -83,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--height", type=int, default=480)
 
     from fantasy_world.bench_cli import add_bench_parser
+    from fantasy_world.cli_train import add_eval_parser, add_train_parser
 
+    add_train_parser(sub)
+    add_eval_parser(sub)
     add_bench_parser(sub)
     return parser
 
@@ -173,6 +176,18 @@ def _run_camera(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_train(args: argparse.Namespace) -> int:
+    from fantasy_world.cli_train import run_train
+
+    return run_train(args)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from fantasy_world.cli_train import run_eval
+
+    return run_eval(args)
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     from fantasy_world.bench_cli import run_bench
 
@@ -188,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "generate": _run_generate,
         "reconstruct": _run_reconstruct,
         "camera": _run_camera,
+        "train": _run_train,
+        "eval": _run_eval,
         "bench": _run_bench,
     }
     try:

@@ -124,25 +124,14 @@ def _as_uint8_video(video: torch.Tensor) -> np.ndarray:
 
 def _image_to_tensor(image: Any, height: int, width: int) -> torch.Tensor:
     """A PIL image, path or uint8 HWC array → [3, H, W] in [-1, 1], resized and centre-cropped to fit."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    from fantasy_world.validation import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+    from fantasy_world.validation import check_image_file
 
     if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise InputError(f"image {path}: file not found")
-        if path.stat().st_size > MAX_IMAGE_BYTES:
-            raise InputError(f"image {path}: {path.stat().st_size} bytes; expected at most {MAX_IMAGE_BYTES}")
-        try:
-            with Image.open(path) as im:
-                if im.width * im.height > MAX_IMAGE_PIXELS:
-                    raise InputError(
-                        f"image {path}: {im.width}x{im.height} pixels; expected at most {MAX_IMAGE_PIXELS}"
-                    )
-                image = im.convert("RGB")
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-            raise InputError(f"image {path}: not a decodable image ({type(exc).__name__})") from None
+        check_image_file(image)  # bytes, header pixel count and a full decode, before any resizing
+        with Image.open(image) as im:
+            image = im.convert("RGB")
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (3, 4):
             raise InputError(f"image array: expected uint8 [H, W, 3], got {image.dtype} {list(image.shape)}")
