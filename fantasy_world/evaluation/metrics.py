@@ -1,0 +1,150 @@
+"""Metric functions (numpy, float64): depth, relative camera poses, trajectory adherence, PSNR.
+
+Conventions: cameras are OpenCV camera-to-world 4×4; depth is z-depth. Definitions follow the usual
+benchmarks (VGGT / PoseDiffusion for camera pairs):
+
+* depth: per clip, prediction × s with s = median(gt) / median(pred) over valid pixels; AbsRel =
+  mean |s·d − d*| / d*, δ<1.25 = share of pixels with max(s·d/d*, d*/(s·d)) < 1.25.
+* relative poses over all frame pairs i < j: RRE = angle of R_ij,pred⁻¹ R_ij,gt; RTA = angle between the
+  relative translation directions, taking min(θ, 180° − θ) (the direction's sign is ambiguous up to
+  the scene's scale sign conventions, as in VGGT). Pairs whose ground-truth baseline is shorter than
+  ``min_baseline`` (ground-truth units) have no direction — pure rotations, static shots: their RTA is
+  NaN and they are left out of RTA statistics and AUC.
+* AUC@30: mean over thresholds 1..30° of the share of pairs with max(RRE, RTA) below the threshold.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _valid_depth(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    return valid & np.isfinite(pred) & (pred > 0) & np.isfinite(gt) & (gt > 0)
+
+
+def depth_metrics(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> dict[str, float]:
+    """AbsRel and δ<1.25 after median scale alignment over the whole clip ([T, H, W] arrays)."""
+    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
+    m = _valid_depth(pred, gt, np.asarray(valid, bool))
+    if not m.any():
+        return {"abs_rel": math.nan, "delta1": math.nan, "scale": math.nan, "pixels": 0}
+    p, g = pred[m], gt[m]
+    scale = float(np.median(g) / np.median(p))
+    p = p * scale
+    ratio = np.maximum(p / g, g / p)
+    return {
+        "abs_rel": float(np.mean(np.abs(p - g) / g)),
+        "delta1": float(np.mean(ratio < 1.25)),
+        "scale": scale,
+        "pixels": int(m.sum()),
+    }
+
+
+def rotation_angle_deg(r_a: np.ndarray, r_b: np.ndarray) -> np.ndarray:
+    """Angle in degrees of ``r_a^T r_b`` for [..., 3, 3] rotations."""
+    rel = np.swapaxes(r_a, -1, -2) @ r_b
+    cos = (np.trace(rel, axis1=-2, axis2=-1) - 1.0) / 2.0
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def _angle_between_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    na, nb = np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
+    cos = np.sum(a * b, axis=-1) / np.maximum(na * nb, 1e-12)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def relative_pose_errors(
+    pred_c2w: np.ndarray, gt_c2w: np.ndarray, min_baseline: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray]:
+    """RRE and RTA (degrees) for every pair i < j of [N, 4, 4] poses (RTA NaN for no-baseline pairs)."""
+    pred_c2w, gt_c2w = np.asarray(pred_c2w, np.float64), np.asarray(gt_c2w, np.float64)
+    n = pred_c2w.shape[0]
+    i, j = np.triu_indices(n, k=1)
+
+    def relative(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w2c = np.linalg.inv(c2w)
+        rel = w2c[j] @ c2w[i]  # camera i expressed in camera j's frame
+        return rel[:, :3, :3], rel[:, :3, 3]
+
+    r_p, t_p = relative(pred_c2w)
+    r_g, t_g = relative(gt_c2w)
+    rre = rotation_angle_deg(r_p, r_g)
+    theta = _angle_between_deg(t_p, t_g)
+    rta = np.minimum(theta, 180.0 - theta)
+    baseline = np.linalg.norm(t_g, axis=-1)
+    rta = np.where(baseline > min_baseline, rta, np.nan)
+    return rre, rta
+
+
+def pose_auc(rre: np.ndarray, rta: np.ndarray, max_threshold: int = 30) -> float:
+    """AUC of max(RRE, RTA) over thresholds 1..max_threshold degrees (pairs with NaN RTA left out)."""
+    keep = np.isfinite(rta)
+    if not keep.any():
+        return math.nan
+    err = np.maximum(rre[keep], rta[keep])
+    thresholds = np.arange(1, max_threshold + 1)
+    return float(np.mean([(err < t).mean() for t in thresholds]))
+
+
+def umeyama(
+    src: np.ndarray, dst: np.ndarray, with_scale: bool = True
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Similarity (s, R, t) minimising Σ‖s·R·src_k + t − dst_k‖² for [K, 3] point sets (Umeyama 1991)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    xs, xd = src - mu_s, dst - mu_d
+    cov = xd.T @ xs / src.shape[0]
+    u, d, vt = np.linalg.svd(cov)
+    sign = np.eye(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[2, 2] = -1.0
+    rot = u @ sign @ vt
+    var = float((xs**2).sum() / src.shape[0])
+    scale = float(np.trace(np.diag(d) @ sign) / var) if with_scale and var > 1e-12 else 1.0
+    trans = mu_d - scale * rot @ mu_s
+    return scale, rot, trans
+
+
+def path_length(c2w: np.ndarray) -> float:
+    """Sum of the distances between consecutive camera centres."""
+    centres = np.asarray(c2w, np.float64)[:, :3, 3]
+    return float(np.linalg.norm(np.diff(centres, axis=0), axis=-1).sum())
+
+
+def trajectory_adherence(
+    pred_c2w: np.ndarray, req_c2w: np.ndarray, min_path: float = 1e-3
+) -> dict[str, float]:
+    """Predicted vs requested path after a similarity alignment of the camera centres.
+
+    Rotation error: per frame, the angle between the aligned predicted orientation (R_align · R_pred)
+    and the requested one; median over frames. Translation error: mean distance of the aligned centres
+    to the requested ones over the requested path length. A path shorter than ``min_path`` (rotation
+    only: pan, tilt, zoom, static) is not aligned (both start at the identity) and has no translation
+    error (NaN).
+    """
+    pred_c2w, req_c2w = np.asarray(pred_c2w, np.float64), np.asarray(req_c2w, np.float64)
+    length = path_length(req_c2w)
+    if length > min_path:
+        s, rot, t = umeyama(pred_c2w[:, :3, 3], req_c2w[:, :3, 3], with_scale=True)
+        centres = (s * (rot @ pred_c2w[:, :3, 3].T)).T + t
+        trans_err = float(np.linalg.norm(centres - req_c2w[:, :3, 3], axis=-1).mean() / length)
+    else:
+        rot, s, trans_err = np.eye(3), 1.0, math.nan
+    rot_err = rotation_angle_deg(rot @ pred_c2w[:, :3, :3], req_c2w[:, :3, :3])
+    return {
+        "rot_median_deg": float(np.median(rot_err)),
+        "trans_err_ratio": trans_err,
+        "path_length": length,
+        "align_scale": float(s),
+    }
+
+
+PSNR_CAP_DB = 100.0
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
+    """PSNR in dB of two arrays in [0, peak], capped at 100 dB (identical inputs)."""
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return PSNR_CAP_DB if mse == 0 else min(PSNR_CAP_DB, 10.0 * math.log10(peak**2 / mse))
