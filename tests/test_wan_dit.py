@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 
 import pytest
 import torch
@@ -15,43 +14,7 @@ from fantasy_world.models.wan.attention import attention
 from fantasy_world.models.wan.config import WanDiTConfig, wan_dit_config
 from fantasy_world.models.wan.dit import WanDiT
 from fantasy_world.models.wan.rope import apply_rope, rope_1d_table, wan_rope_freqs, wan_rope_split
-
-# Official Wan2.1 name -> diffusers name (learned from diffusers' convert_wan_to_diffusers.py mapping).
-_RENAMES: list[tuple[str, str]] = [
-    (r"^time_embedding\.0\.", "condition_embedder.time_embedder.linear_1."),
-    (r"^time_embedding\.2\.", "condition_embedder.time_embedder.linear_2."),
-    (r"^text_embedding\.0\.", "condition_embedder.text_embedder.linear_1."),
-    (r"^text_embedding\.2\.", "condition_embedder.text_embedder.linear_2."),
-    (r"^time_projection\.1\.", "condition_embedder.time_proj."),
-    (r"^img_emb\.proj\.0\.", "condition_embedder.image_embedder.norm1."),
-    (r"^img_emb\.proj\.1\.", "condition_embedder.image_embedder.ff.net.0.proj."),
-    (r"^img_emb\.proj\.3\.", "condition_embedder.image_embedder.ff.net.2."),
-    (r"^img_emb\.proj\.4\.", "condition_embedder.image_embedder.norm2."),
-    (r"^head\.modulation$", "scale_shift_table"),
-    (r"^head\.head\.", "proj_out."),
-    (r"\.modulation$", ".scale_shift_table"),
-    (r"\.self_attn\.", ".attn1."),
-    (r"\.cross_attn\.", ".attn2."),
-    (r"\.norm3\.", ".norm2."),
-    (r"\.ffn\.0\.", ".ffn.net.0.proj."),
-    (r"\.ffn\.2\.", ".ffn.net.2."),
-    (r"\.attn([12])\.q\.", r".attn\1.to_q."),
-    (r"\.attn([12])\.k\.", r".attn\1.to_k."),
-    (r"\.attn([12])\.v\.", r".attn\1.to_v."),
-    (r"\.attn([12])\.o\.", r".attn\1.to_out.0."),
-    (r"\.attn2\.k_img\.", ".attn2.add_k_proj."),
-    (r"\.attn2\.v_img\.", ".attn2.add_v_proj."),
-    (r"\.attn2\.norm_k_img\.", ".attn2.norm_added_k."),
-]
-
-
-def to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state.items():
-        for pattern, repl in _RENAMES:
-            key = re.sub(pattern, repl, key)
-        out[key] = value
-    return out
+from fantasy_world.perf.diffusers_ref import to_diffusers  # official → diffusers key names
 
 
 def small_cfg(image_input: bool = False, **kw: object) -> WanDiTConfig:
