@@ -180,6 +180,34 @@ def _recover_from_oom(fn: Callable[..., WorldResult]) -> Callable[..., WorldResu
     return wrapper
 
 
+def _world_result(
+    images: np.ndarray,
+    arrays: tuple[np.ndarray, ...],
+    requested_c2w: np.ndarray,
+    fps: float,
+    meta: dict[str, Any],
+    timings: dict[str, float],
+    requested_intrinsics: np.ndarray | None = None,
+) -> WorldResult:
+    """Assemble a result from decoded frames and the arrays of ``FantasyWorldPipeline._geometry_to_numpy``."""
+    depth, depth_conf, points, points_conf, cam_c2w, intrinsics, pose_enc = arrays
+    return WorldResult(
+        images=images,
+        depths=depth,
+        depth_conf=depth_conf,
+        points=points,
+        points_conf=points_conf,
+        intrinsics=intrinsics,
+        cam_c2w=cam_c2w,
+        requested_c2w=requested_c2w,
+        fps=fps,
+        meta=meta,
+        requested_intrinsics=requested_intrinsics,
+        pose_enc=pose_enc,
+        timings=timings,
+    )
+
+
 class FantasyWorldPipeline:
     """The generation entry point. Build it with :meth:`from_pretrained`."""
 
@@ -431,27 +459,19 @@ class FantasyWorldPipeline:
         timings["decode"] = time.perf_counter() - t2
 
         assert geometry is not None
-        depth, depth_conf, points, points_conf, cam_c2w, intr, pose_enc = self._geometry_to_numpy(
-            geometry, height, width
-        )
+        arrays = self._geometry_to_numpy(geometry, height, width)
         timings["total"] = time.perf_counter() - t0
         meta = self._meta(
             prompt, negative_prompt, seed, steps, guidance, frames, height, width, camera, scene_scale
         )
-        return WorldResult(
-            images=images,
-            depths=depth,
-            depth_conf=depth_conf,
-            points=points,
-            points_conf=points_conf,
-            intrinsics=intr,
-            cam_c2w=cam_c2w,
-            requested_c2w=c2w_req.astype(np.float32),
-            fps=float(d.fps if fps is None else fps),
-            meta=meta,
+        return _world_result(
+            images,
+            arrays,
+            c2w_req.astype(np.float32),
+            float(d.fps if fps is None else fps),
+            meta,
+            timings,
             requested_intrinsics=traj.intrinsics.astype(np.float32),
-            pose_enc=pose_enc,
-            timings=timings,
         )
 
     def _guidance_passes(
@@ -497,30 +517,11 @@ class FantasyWorldPipeline:
         t = schedule.timesteps[index : index + 1].to(self.device, torch.float32)
         cond = self.encode_prompt(prompt if prompt.strip() else self.defaults.reconstruct_prompt)
         out = self.model(x, t, cond, camera=None, return_geometry=True, image_hw=(height, width))
-        depth, depth_conf, points, points_conf, cam_c2w, intr, pose_enc = self._geometry_to_numpy(
-            out.geometry, height, width
-        )
+        arrays = self._geometry_to_numpy(out.geometry, height, width)
         timings = {"total": time.perf_counter() - t0}
-        return WorldResult(
-            images=video,
-            depths=depth,
-            depth_conf=depth_conf,
-            points=points,
-            points_conf=points_conf,
-            intrinsics=intr,
-            cam_c2w=cam_c2w,
-            requested_c2w=cam_c2w.copy(),
-            fps=fps,
-            meta={
-                "mode": "reconstruct",
-                "model": self.name,
-                "frames": frames,
-                "height": height,
-                "width": width,
-            },
-            pose_enc=pose_enc,
-            timings=timings,
-        )
+        meta = {"mode": "reconstruct", "model": self.name, "frames": frames, "height": height, "width": width}
+        # With no requested path, the predicted cameras stand in for it.
+        return _world_result(video, arrays, arrays[4].copy(), fps, meta, timings)
 
     def _meta(
         self, prompt, negative_prompt, seed, steps, guidance, frames, height, width, camera, scene_scale
