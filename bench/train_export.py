@@ -27,6 +27,11 @@ def main() -> int:
     p.add_argument("--src", required=True)
     p.add_argument("--dst", required=True)
     p.add_argument("--record", default=None)
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="training checkpoint folder to take the weights from (EMA applied); --src gives the config and VAE",
+    )
     p.add_argument("--name", default="tiny")
     args = p.parse_args()
 
@@ -36,6 +41,16 @@ def main() -> int:
     from fantasy_world.training.weights import export_folder, load_weights_folder
 
     model, vae, meta = load_weights_folder(args.src)
+    if args.checkpoint:
+        from fantasy_world.training.checkpoint import load_train_state
+
+        state = load_train_state(args.checkpoint)
+        model.load_state_dict(state.model)
+        with torch.no_grad():
+            own = dict(model.named_parameters())
+            for name, value in state.ema.items():
+                own[name].copy_(value)
+        print(f"weights: {args.checkpoint} step {state.meta['step']} (EMA of {len(state.ema)} tensors)")
     training = dict(meta.get("training", {}))
     if args.record:
         training.update(json.loads(Path(args.record).read_text()))

@@ -15,7 +15,7 @@ def test_train_phases_write_model_folders(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(
         ["train", "--phases", "vae,stage1", "--out", str(out), "--steps", "1", "--frames", "5", "--height", "32",
-         "--width", "48", "--batch-size", "1", "--device", "cpu", "--log-every", "1"]
+         "--width", "48", "--batch-size", "1", "--bank-size", "2", "--device", "cpu", "--log-every", "1"]
     )  # fmt: skip
     assert rc == 0
     assert "model folder:" in capsys.readouterr().out

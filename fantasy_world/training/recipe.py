@@ -145,10 +145,10 @@ class Recipe:
                     d.seed_offset,
                 )
         src = self.source
-        src.batch_size = batch
         if isinstance(src, ClipBank):
-            src.epoch, src.cursor = 0, 0
-            src._order = src._permutation(0)
+            src.reset(batch)
+        else:
+            src.batch_size = batch
         return src
 
     # ------------------------------------------------------------------ models

@@ -145,6 +145,12 @@ class ClipBank(ClipSource):
     def __len__(self) -> int:
         return len(self.captions)
 
+    def reset(self, batch_size: int) -> None:
+        """Start a new pass (a new training phase) from epoch 0 with ``batch_size`` clips per process."""
+        self.batch_size = batch_size
+        self.epoch, self.cursor = 0, 0
+        self._order = self._permutation(0)
+
     def _permutation(self, epoch: int) -> torch.Tensor:
         gen = torch.Generator().manual_seed(self.order_seed * 1_000_003 + epoch)
         return torch.randperm(len(self), generator=gen)
