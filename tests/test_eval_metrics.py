@@ -18,6 +18,7 @@ from fantasy_world.evaluation.metrics import (
     psnr,
     relative_pose_errors,
     rotation_angle_deg,
+    rotation_procrustes,
     trajectory_adherence,
     umeyama,
 )
@@ -84,6 +85,20 @@ def test_umeyama_and_trajectory_adherence():
     noisy = pred.copy()
     noisy[3, :3, 3] += 0.4 * path_length(pred)
     assert trajectory_adherence(noisy, gt)["trans_err_ratio"] > 0.02
+    # A straight dolly: the centres alone leave the rotation about the line free; orientations fix it.
+    dolly = np.tile(np.eye(4), (6, 1, 1))
+    dolly[:, 2, 3] = np.linspace(0.0, 1.0, 6)
+    moved = dolly.copy()
+    moved[:, :3, :3] = rot @ dolly[:, :3, :3]
+    moved[:, :3, 3] = 2.0 * dolly[:, :3, 3] @ rot.T
+    out = trajectory_adherence(moved, dolly)
+    assert out["rot_median_deg"] == pytest.approx(0.0, abs=1e-6) and out["align_scale"] == pytest.approx(0.5)
+    assert out["trans_err_ratio"] == pytest.approx(0.0, abs=1e-9)
+    tilted = moved.copy()  # every predicted camera turned 7° about its own axis: 7° error, not hidden
+    tilted[:, :3, :3] = tilted[:, :3, :3] @ Rotation.from_euler("z", 7, degrees=True).as_matrix()
+    tilted[::2, :3, :3] = moved[::2, :3, :3]
+    assert trajectory_adherence(tilted, dolly)["rot_median_deg"] == pytest.approx(3.5, abs=0.2)
+    assert rotation_procrustes(rot @ gt[:, :3, :3], gt[:, :3, :3]) == pytest.approx(rot.T, abs=1e-9)
     pan = np.tile(np.eye(4), (5, 1, 1))
     pan[:, :3, :3] = Rotation.from_euler("y", (np.arange(5) * 4)[:, None], degrees=True).as_matrix()
     out = trajectory_adherence(pan, pan)

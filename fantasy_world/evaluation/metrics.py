@@ -113,25 +113,43 @@ def path_length(c2w: np.ndarray) -> float:
     return float(np.linalg.norm(np.diff(centres, axis=0), axis=-1).sum())
 
 
+def rotation_procrustes(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The rotation R minimising Σ‖R·src_k − dst_k‖_F for [K, 3, 3] orientations (chordal mean)."""
+    m = np.einsum("kij,klj->il", np.asarray(dst, np.float64), np.asarray(src, np.float64))
+    u, _, vt = np.linalg.svd(m)
+    sign = np.eye(3)
+    sign[2, 2] = np.sign(np.linalg.det(u @ vt)) or 1.0
+    return u @ sign @ vt
+
+
 def trajectory_adherence(
     pred_c2w: np.ndarray, req_c2w: np.ndarray, min_path: float = 1e-3
 ) -> dict[str, float]:
-    """Predicted vs requested path after a similarity alignment of the camera centres.
+    """Predicted vs requested path after a similarity alignment (s, R, t) of the predicted poses.
 
-    Rotation error: per frame, the angle between the aligned predicted orientation (R_align · R_pred)
-    and the requested one; median over frames. Translation error: mean distance of the aligned centres
-    to the requested ones over the requested path length. A path shorter than ``min_path`` (rotation
-    only: pan, tilt, zoom, static) is not aligned (both start at the identity) and has no translation
-    error (NaN).
+    R comes from the orientations (the rotation that best maps every predicted orientation onto the
+    requested one), not from the camera centres: for a straight dolly, truck or pedestal path the
+    centres leave the rotation about the line free, and a centres-only fit then reports arbitrary
+    orientation errors. Given R, the scale and translation fit the centres by least squares.
+    Rotation error: per frame, the angle between R·R_pred and the requested orientation; median.
+    Translation error: mean distance of the aligned centres to the requested ones over the requested
+    path length. A path shorter than ``min_path`` (rotation only: pan, tilt, zoom, static) has no
+    translation error (NaN).
     """
     pred_c2w, req_c2w = np.asarray(pred_c2w, np.float64), np.asarray(req_c2w, np.float64)
     length = path_length(req_c2w)
+    rot = rotation_procrustes(pred_c2w[:, :3, :3], req_c2w[:, :3, :3])
+    s = 1.0
     if length > min_path:
-        s, rot, t = umeyama(pred_c2w[:, :3, 3], req_c2w[:, :3, 3], with_scale=True)
-        centres = (s * (rot @ pred_c2w[:, :3, 3].T)).T + t
-        trans_err = float(np.linalg.norm(centres - req_c2w[:, :3, 3], axis=-1).mean() / length)
+        src = pred_c2w[:, :3, 3] @ rot.T
+        dst = req_c2w[:, :3, 3]
+        xs, xd = src - src.mean(0), dst - dst.mean(0)
+        var = float((xs**2).sum())
+        s = max(float((xs * xd).sum()) / var, 0.0) if var > 1e-12 else 0.0
+        centres = s * src + (dst.mean(0) - s * src.mean(0))
+        trans_err = float(np.linalg.norm(centres - dst, axis=-1).mean() / length)
     else:
-        rot, s, trans_err = np.eye(3), 1.0, math.nan
+        trans_err = math.nan
     rot_err = rotation_angle_deg(rot @ pred_c2w[:, :3, :3], req_c2w[:, :3, :3])
     return {
         "rot_median_deg": float(np.median(rot_err)),
