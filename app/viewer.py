@@ -125,7 +125,11 @@ class WorldViewer:
 
     # -------------------------------------------------------------------------------------- world
     def show_world(self, world: WorldData) -> float:
-        """Draw every frame of ``world``; returns seconds from call to the scene being flushed."""
+        """Draw every frame of ``world``; returns seconds from call to the scene being flushed.
+
+        The current frame goes out first in its own message batch, with the camera framing, so the
+        browser draws a cloud while the other frames are still on the wire.
+        """
         t0 = time.perf_counter()
         points = world_frame_points(world)
         payloads = build_frame_payloads(world, self.options, points)
@@ -137,12 +141,10 @@ class WorldViewer:
             self.base_point_size = point_size(ext, per_frame)
             self.frustum_scale = ext / 20.0
             self.frame = 0
-            self._draw_all()
+            self._draw_all(first=True)
             self.playback.set_frames(world.num_frames)
             self.playback.fps = float(self.gui_fps.value)
         self._sync_timeline()
-        if self.on_world is not None:
-            self.on_world(world)
         self.server.flush()
         self.last_draw_s = time.perf_counter() - t0
         log.info(
@@ -154,44 +156,61 @@ class WorldViewer:
         )
         return self.last_draw_s
 
-    def _draw_all(self) -> None:
-        """Send every frame once; called with the lock held."""
-        scene = self.server.scene
+    def _draw_all(self, first: bool = False) -> None:
+        """Send every frame once; called with the lock held.
+
+        ``first``: a new world — send the current frame and the framing (``on_world``) as one batch and
+        flush it before the rest, so the first cloud is drawn without waiting for every frame.
+        """
         with self.server.atomic():
-            scene.remove_by_name(PREVIEW)
-            scene.remove_by_name(ROOT)
+            self.server.scene.remove_by_name(PREVIEW)
+            self.server.scene.remove_by_name(ROOT)
             self._reset_handles()
             self.sent_bytes = 0
-            size = self.base_point_size * self.point_scale
-            for p in self.payloads:
-                node = scene.add_frame(f"{ROOT}/frames/t{p.index}", show_axes=False)
-                cloud = scene.add_point_cloud(
-                    f"{ROOT}/frames/t{p.index}/points",
-                    p.points,
-                    p.colors,
-                    point_size=size,
-                    point_shape="rounded",
-                )
-                frustum = scene.add_camera_frustum(
-                    f"{ROOT}/frames/t{p.index}/camera",
-                    fov=p.fov_y,
-                    aspect=p.aspect,
-                    scale=self.frustum_scale,
-                    color=PREDICTED_COLOR,
-                    image=p.thumbnail,
-                    format="jpeg",
-                    jpeg_quality=80,
-                    wxyz=p.wxyz,
-                    position=p.position,
-                    visible=self.show_cameras,
-                )
-                frustum.on_click(lambda event, i=p.index: self._frustum_clicked(event, i))
-                self._frames.append(node)
-                self._clouds.append(cloud)
-                self._frustums.append(frustum)
-                self.sent_bytes += p.nbytes
             self._draw_requested()
+            lead = self.payloads[:1] if first else []  # a new world starts at frame 0
+            self._send_frames(lead)
+            if lead:
+                self._apply_visibility()
+        if first:
+            if self.on_world is not None and self.world is not None:
+                self.on_world(self.world)
+            self.server.flush()
+        with self.server.atomic():
+            self._send_frames(self.payloads[len(lead) :])
             self._apply_visibility()
+
+    def _send_frames(self, payloads: list[FramePayload]) -> None:
+        """Add the cloud and textured frustum of each payload (called inside ``server.atomic()``)."""
+        scene = self.server.scene
+        size = self.base_point_size * self.point_scale
+        for p in payloads:
+            node = scene.add_frame(f"{ROOT}/frames/t{p.index}", show_axes=False)
+            cloud = scene.add_point_cloud(
+                f"{ROOT}/frames/t{p.index}/points",
+                p.points,
+                p.colors,
+                point_size=size,
+                point_shape="rounded",
+            )
+            frustum = scene.add_camera_frustum(
+                f"{ROOT}/frames/t{p.index}/camera",
+                fov=p.fov_y,
+                aspect=p.aspect,
+                scale=self.frustum_scale,
+                color=PREDICTED_COLOR,
+                image=p.thumbnail,
+                format="jpeg",
+                jpeg_quality=80,
+                wxyz=p.wxyz,
+                position=p.position,
+                visible=self.show_cameras,
+            )
+            frustum.on_click(lambda event, i=p.index: self._frustum_clicked(event, i))
+            self._frames.append(node)
+            self._clouds.append(cloud)
+            self._frustums.append(frustum)
+            self.sent_bytes += p.nbytes
 
     def _draw_requested(self) -> None:
         """The requested path as a line, to compare with the predicted cameras."""
