@@ -133,10 +133,9 @@ class WorldViewer:
         t0 = time.perf_counter()
         points = world_frame_points(world)
         payloads = build_frame_payloads(world, self.options, points)
-        sample = np.concatenate([p.points for p in payloads]).astype(np.float32) if payloads else None
-        ext = scene_extent(world.cam_c2w[:, :3, 3], sample)
         with self._lock:
             self.world, self.payloads = world, payloads
+            ext = scene_extent(world.cam_c2w[:, :3, 3], self.sample_points())
             per_frame = int(np.median([len(p.points) for p in payloads])) if payloads else 1
             self.base_point_size = point_size(ext, per_frame)
             self.frustum_scale = ext / 20.0

@@ -42,9 +42,15 @@ def conf_percentile_mask(conf: np.ndarray, percentile: float, valid: np.ndarray 
     n_drop = int(np.floor(idx.size * percentile / 100.0))
     if n_drop == 0:
         return keep
-    order = np.argsort(conf.reshape(-1)[idx], kind="stable")
+    # Same result as a stable argsort (drop the n_drop smallest, ties in pixel order) in linear time:
+    # everything below the n_drop-th smallest value goes, then the first ties at that value.
+    vals = conf.reshape(-1)[idx]
+    cut = np.partition(vals, n_drop - 1)[n_drop - 1]
+    drop = vals < cut
+    ties = np.flatnonzero(vals == cut)
+    drop[ties[: n_drop - int(drop.sum())]] = True
     out = keep.reshape(-1).copy()
-    out[idx[order[:n_drop]]] = False
+    out[idx[drop]] = False
     return out.reshape(conf.shape)
 
 
