@@ -121,3 +121,19 @@ def test_world_cloud_drops_card_silhouette() -> None:
     assert np.all(np.isclose(z, CARD_Z, atol=1e-4) | np.isclose(z, WALL_Z, atol=1e-4))
     from_points = world_point_cloud(world, PointFilter(max_points=None), source="points")
     np.testing.assert_allclose(np.sort(from_points.points[:, 2]), np.sort(z), atol=1e-4)
+
+
+def test_conf_percentile_matches_a_stable_sort_with_ties_and_gaps():
+    rng = np.random.default_rng(3)
+    for case in range(200):
+        shape = (2, int(rng.integers(1, 7)), int(rng.integers(1, 7)))
+        conf = rng.integers(0, 3, size=shape).astype(float) if case % 2 else rng.random(shape)
+        conf[rng.random(shape) < 0.1] = np.nan
+        valid = rng.random(shape) < 0.8
+        pct = float(rng.choice([5.0, 10.0, 33.3, 50.0, 99.0, 100.0]))
+        keep = valid & ~np.isnan(conf)
+        idx = np.flatnonzero(keep)
+        order = np.argsort(conf.reshape(-1)[idx], kind="stable")
+        expected = keep.reshape(-1).copy()
+        expected[idx[order[: int(np.floor(idx.size * pct / 100.0))]]] = False
+        np.testing.assert_array_equal(conf_percentile_mask(conf, pct, valid=valid), expected.reshape(shape))
