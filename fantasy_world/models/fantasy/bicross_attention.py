@@ -111,6 +111,8 @@ class BiCrossAttention(nn.Module):
         gates = (self.gamma_m1, self.gamma_m2)
         if any(g.requires_grad for g in gates) or any(g.is_meta for g in gates):
             return False
+        if torch.compiler.is_compiling():
+            return False  # reading the gates would break the graph; zero gates add exactly 0 anyway
         return not any(bool(g.detach().any()) for g in gates)
 
     def forward(

@@ -26,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 from fantasy_world.errors import InputError
 from fantasy_world.models.fantasy.aggregator import GeometryAggregator
 from fantasy_world.models.fantasy.bicross_attention import BiCrossAttention, bicross_rope
-from fantasy_world.models.fantasy.camera_adapter import install_camera_adapters
+from fantasy_world.models.fantasy.camera_adapter import camera_or_none, install_camera_adapters
 from fantasy_world.models.fantasy.config import FantasyWorldConfig
 from fantasy_world.models.fantasy.heads.camera_head import CameraHead
 from fantasy_world.models.fantasy.heads.dpt_head import DPTHead
@@ -148,7 +148,7 @@ class FantasyWorldModel(nn.Module):
             raise InputError(
                 f"camera features shape {tuple(camera.shape)}: expected {want} (from encode_camera)"
             )
-        return camera
+        return camera_or_none(camera)
 
     # ------------------------------------------------------------------ forward
     def _kept_layers(self) -> set[int]:

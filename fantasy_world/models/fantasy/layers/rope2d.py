@@ -2,14 +2,13 @@
 
 The head dimension is split in halves: the first half is rotated by the token's row (y), the second by
 its column (x), each with a 1-D RoPE of base frequency ``freq`` in the rotate-half layout. There is no
-temporal position: frames are told apart only through attention content. Tables are computed on the fly
+temporal position: frames are told apart only through attention content. Angles are computed on the fly
 (no buffers), so modules using this build on the meta device.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def patch_positions(batch: int, h: int, w: int, n_special: int, device: torch.device | str) -> torch.Tensor:
@@ -25,12 +24,17 @@ def patch_positions(batch: int, h: int, w: int, n_special: int, device: torch.de
     return torch.cat([special, grid], dim=0).unsqueeze(0).expand(batch, -1, -1).clone()
 
 
-def _cos_sin(half_dim: int, n_pos: int, freq: float, device: torch.device, dtype: torch.dtype):
-    """cos/sin tables [n_pos, half_dim]; angles are cast to ``dtype`` before cos/sin, as VGGT does."""
-    exponents = torch.arange(0, half_dim, 2, device=device).float() / half_dim
+def _cos_sin(half_dim: int, pos: torch.Tensor, freq: float, dtype: torch.dtype):
+    """cos/sin [B, 1, N, half_dim] for integer positions ``pos`` [B, N].
+
+    Angles are float32 ``pos · inv_freq`` (the products of VGGT's table, bit for bit) cast to ``dtype``
+    before cos/sin, as VGGT does. Computed per token rather than as a table up to ``pos.max()``, so no
+    data-dependent size breaks a torch.compile graph.
+    """
+    exponents = torch.arange(0, half_dim, 2, device=pos.device).float() / half_dim
     inv_freq = 1.0 / (freq**exponents)
-    angles = torch.outer(torch.arange(n_pos, device=device, dtype=torch.float32), inv_freq).to(dtype)
-    angles = torch.cat([angles, angles], dim=-1)
+    angles = (pos.float()[..., None] * inv_freq).to(dtype)
+    angles = torch.cat([angles, angles], dim=-1)[:, None]
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
@@ -39,10 +43,9 @@ def _rotate_half(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([-second, first], dim=-1)
 
 
-def _rope_1d(t: torch.Tensor, pos: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    c = F.embedding(pos, cos)[:, None]  # [B, 1, N, D]
-    s = F.embedding(pos, sin)[:, None]
-    return t * c + _rotate_half(t) * s
+def _rope_1d(t: torch.Tensor, pos: torch.Tensor, freq: float) -> torch.Tensor:
+    cos, sin = _cos_sin(t.shape[-1], pos, freq, t.dtype)
+    return t * cos + _rotate_half(t) * sin
 
 
 def apply_rope_2d(t: torch.Tensor, pos: torch.Tensor, freq: float = 100.0) -> torch.Tensor:
@@ -54,7 +57,5 @@ def apply_rope_2d(t: torch.Tensor, pos: torch.Tensor, freq: float = 100.0) -> to
             f"positions {tuple(pos.shape)} do not match tokens {tuple(t.shape)} ([B, N, 2] expected)"
         )
     pos = pos.long()
-    half = t.shape[-1] // 2
-    cos, sin = _cos_sin(half, int(pos.max()) + 1, freq, t.device, t.dtype)
     ty, tx = t.chunk(2, dim=-1)
-    return torch.cat([_rope_1d(ty, pos[..., 0], cos, sin), _rope_1d(tx, pos[..., 1], cos, sin)], dim=-1)
+    return torch.cat([_rope_1d(ty, pos[..., 0], freq), _rope_1d(tx, pos[..., 1], freq)], dim=-1)
