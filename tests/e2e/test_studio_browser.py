@@ -82,9 +82,11 @@ def test_page_loads_through_one_port(first, studio_server, shots):
     page.screenshot(path=str(shots / "01_loaded.png"), full_page=True)
     origin = urlparse(server.url).netloc
     assert page.seen_hosts == {origin}, f"requests left the one port: {page.seen_hosts}"
-    wait_until(lambda: any(t.startswith("Connected!") for t in page.console), what="viewer's console line")
-    connected = [t for t in page.console if t.startswith("Connected!")]
-    assert f"ws://{origin}/viser/{session.token}" in connected[0]
+    # The viewer's WebSocket runs through the studio's port: the proxy counted what it carried.
+    assert session.bytes_to_browser > 0, "the viewer's WebSocket did not go through /viser/<token>"
+    connected = [t for t in page.console if t.startswith("Connected!")]  # logged in a worker: may be late
+    if connected:
+        assert f"ws://{origin}/viser/{session.token}" in connected[0]
     assert len(session.server.get_clients()) == 1
 
 
