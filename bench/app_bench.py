@@ -102,6 +102,7 @@ def bench_first_cloud(session, client, skip_model: bool) -> dict:
 
     def probe(payloads) -> None:  # noqa: ANN001
         if payloads and not first and viewer._frames:
+            first["sent"] = time.perf_counter() - t0
             first["img"] = render(client)
             first["s"] = time.perf_counter() - t0
         send(payloads)
@@ -116,6 +117,7 @@ def bench_first_cloud(session, client, skip_model: bool) -> dict:
         "world": source,
         "points": int(sum(len(p.points) for p in session.viewer.payloads)),
         "end_to_sent_s": round(sent_s, 3),
+        "end_to_first_batch_sent_s": round(first.get("sent", float("nan")), 3),
         "end_to_first_cloud_drawn_s": round(first.get("s", float("nan")), 3),
         "pixels_changed_by_first_cloud": changed(empty, first["img"]) if "img" in first else 0,
         "end_to_drawn_s": round(drawn_s, 3),
