@@ -37,8 +37,8 @@ def main() -> int:
 
     import torch
 
-    from fantasy_world.model_folder import TINY_DEFAULTS
-    from fantasy_world.training.weights import export_folder, load_weights_folder
+    from fantasy_world.model_folder import TINY_DEFAULTS, save_our_folder
+    from fantasy_world.training.weights import load_weights_folder
 
     model, vae, meta = load_weights_folder(args.src)
     if args.checkpoint:
@@ -59,7 +59,7 @@ def main() -> int:
     dst = Path(args.dst)
     for old in dst.glob("*.safetensors*"):
         old.unlink()
-    export_folder(
+    save_our_folder(
         dst,
         args.name,
         model.eval(),

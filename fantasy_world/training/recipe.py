@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from fantasy_world.data.synthetic_dataset import SyntheticWorldDataset
-from fantasy_world.model_folder import CONFIG_FILE, TINY_DEFAULTS, GenerationDefaults
+from fantasy_world.model_folder import CONFIG_FILE, TINY_DEFAULTS, GenerationDefaults, save_our_folder
 from fantasy_world.models.fantasy.model import FantasyWorldModel
 from fantasy_world.models.wan.text_encoder import load_text_encoder
 from fantasy_world.models.wan.vae import WanVAE
@@ -39,7 +39,6 @@ from fantasy_world.training.tasks import GeometryTask, TextToVideoTask, TrainTas
 from fantasy_world.training.text import CaptionEncoder
 from fantasy_world.training.trainer import Trainer
 from fantasy_world.training.weights import (
-    export_folder,
     fresh_models,
     latent_statistics,
     load_weights_folder,
@@ -163,7 +162,7 @@ class Recipe:
         device = next(model.parameters()).device
         model.cpu(), vae.cpu()  # in place: writing from host memory on every backend
         if self.info.is_main:
-            export_folder(
+            save_our_folder(
                 folder,
                 "tiny",
                 model,

@@ -17,11 +17,8 @@ from fantasy_world.checkpoints import load_into_model, read_state_dict
 from fantasy_world.checkpoints.sharding import weights_path
 from fantasy_world.model_folder import (
     MODEL_FILE,
-    TINY_DEFAULTS,
     VAE_FILE,
-    GenerationDefaults,
     read_folder_config,
-    save_our_folder,
 )
 from fantasy_world.models.fantasy.config import FantasyWorldConfig, fantasy_world_config
 from fantasy_world.models.fantasy.model import FantasyWorldModel
@@ -75,20 +72,3 @@ def latent_statistics(raw_mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     """Per-channel mean and std of raw posterior means [N, z, f, h, w]."""
     x = raw_mu.float().transpose(0, 1).flatten(1)
     return x.mean(dim=1), x.std(dim=1).clamp(min=1e-4)
-
-
-def export_folder(
-    folder: str | Path,
-    name: str,
-    model: FantasyWorldModel,
-    vae: WanVAE,
-    defaults: GenerationDefaults = TINY_DEFAULTS,
-    *,
-    trained: bool = True,
-    weight_dtype: torch.dtype | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    """Write a model folder the pipeline loads (``save_our_folder``; shards ≤ 15 MiB)."""
-    return save_our_folder(
-        folder, name, model, vae, defaults, trained=trained, weight_dtype=weight_dtype, extra=extra
-    )
