@@ -25,6 +25,7 @@ import torch.distributed as dist
 from fantasy_world.errors import InputError
 from fantasy_world.models.fantasy.model import FantasyWorldOutput, GeometryOutput
 from fantasy_world.models.wan.attention import attention, sequence_hook
+from fantasy_world.models.wan.dit import camera_or_none
 from fantasy_world.perf.guidance import conditional_pass, unconditional_velocity
 
 
@@ -168,6 +169,7 @@ def sequence_parallel_forward(
     pad = n * p - length
     tokens = _shard(state.tokens, 1, rank, n, pad)
     local = dataclasses.replace(state, tokens=tokens, freqs=_shard(state.freqs, 0, rank, n, pad, 1.0))
+    camera = camera_or_none(camera)
     cam = None if camera is None else _shard(camera, 1, rank, n, pad)
     with sequence_hook(partial(ulysses_attention, group=group, valid_len=length)):
         for block in dit.blocks:

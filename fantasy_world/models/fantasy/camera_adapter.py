@@ -61,21 +61,11 @@ class CameraAdapter(nn.Module):
                 f"{self.context_dim}] (one feature per video token)"
             )
         # All-zero features (no camera) add nothing, as in the official processor. Models drop such a
-        # tensor once per forward (camera_or_none); under torch.compile the check would break the graph.
+        # tensor once per forward (``camera_or_none`` in the DiT); under torch.compile the check would break the graph.
         if not torch.compiler.is_compiling() and not bool(camera.detach().any()):
             return out.new_zeros(())
         dtype = self.k_proj.group1.weight.dtype
         return self.v_proj(self.k_proj(camera.to(dtype), out.to(dtype)))
-
-
-def camera_or_none(camera: torch.Tensor | None) -> torch.Tensor | None:
-    """None for no camera or all-zero features (the adapters then add nothing), else ``camera``.
-
-    Called once per model forward, outside the compiled blocks, so the blocks see a Python-level choice.
-    """
-    if camera is None or not bool(camera.detach().any()):
-        return None
-    return camera
 
 
 def install_camera_adapters(

@@ -26,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 from fantasy_world.errors import InputError
 from fantasy_world.models.fantasy.aggregator import GeometryAggregator
 from fantasy_world.models.fantasy.bicross_attention import BiCrossAttention, bicross_rope
-from fantasy_world.models.fantasy.camera_adapter import camera_or_none, install_camera_adapters
+from fantasy_world.models.fantasy.camera_adapter import install_camera_adapters
 from fantasy_world.models.fantasy.config import FantasyWorldConfig
 from fantasy_world.models.fantasy.heads.camera_head import CameraHead
 from fantasy_world.models.fantasy.heads.dpt_head import DPTHead
@@ -35,7 +35,7 @@ from fantasy_world.models.fantasy.latent_bridge import ConvBridge, TransformerBr
 from fantasy_world.models.fantasy.layers.geometry_block import GeometryBlock
 from fantasy_world.models.fantasy.pose_encoder import CameraPoseEncoder
 from fantasy_world.models.fantasy.time_embedding import GeometryTimeEmbedding
-from fantasy_world.models.wan.dit import WanDiT
+from fantasy_world.models.wan.dit import WanDiT, camera_or_none
 
 
 @dataclass

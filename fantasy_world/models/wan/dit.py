@@ -367,10 +367,22 @@ class WanDiT(nn.Module):
         camera: torch.Tensor | None = None,
     ) -> torch.Tensor:
         state = self.embed(x, t, context, clip_fea=clip_fea, y=y)
+        camera = camera_or_none(camera)
         tokens = state.tokens
         for block in self.blocks:
             tokens = block(tokens, state, camera)
         return self.finalize(tokens, state)
+
+
+def camera_or_none(camera: torch.Tensor | None) -> torch.Tensor | None:
+    """None for no camera or all-zero camera features (the adapters then add nothing), else ``camera``.
+
+    Called once per model forward, outside the blocks that ``torch.compile`` wraps, so the blocks get a
+    Python-level choice instead of a data-dependent branch.
+    """
+    if camera is None or not bool(camera.detach().any()):
+        return None
+    return camera
 
 
 def _linear_f32(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
