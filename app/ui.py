@@ -47,6 +47,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
     with gr.Blocks(
         title="FantasyWorld Studio",
         fill_width=True,
+        analytics_enabled=False,  # a local tool: no usage pings to Gradio's servers
         delete_cache=(max(60, int(studio.registry.ttl_s) // 4), int(studio.registry.ttl_s)),
     ) as demo:
         gr.Markdown("## FantasyWorld Studio — prompt + camera path → video, depth, points and cameras")

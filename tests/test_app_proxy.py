@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import urllib.error
 import urllib.request
 from types import SimpleNamespace
@@ -43,6 +44,8 @@ def test_gradio_page_and_viser_page_share_the_port(served):
     assert status == 200 and b"<html" in body[:2000].lower() and len(body) > 100_000
     status, _ = _get(server.url + "viser/not-a-session/")
     assert status == 404
+    status, body = _get(server.url + "config")
+    assert status == 200 and json.loads(body)["analytics_enabled"] is False  # no usage pings
 
 
 def _pipe(url: str, subprotocol: str) -> tuple[str | None, int]:
