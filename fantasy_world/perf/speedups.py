@@ -4,6 +4,8 @@ What each switch did on an H200 (bench/RESULTS.md, GPU performance): regional ``
 1.3B DiT forward 1.31x and the FantasyWorld conditional pass 1.21x faster (first call pays ~15-35 s);
 ``uncond_geometry=False`` makes a guided step 0.71x as long but changes the video (the official model
 runs the geometry branch in the negative pass too); batching the two passes gained nothing (compute-bound).
+``step_cache`` (a threshold) skips steps whose velocity barely drifts; its speed and quality cost on the
+tiny model are in bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from fantasy_world.models.wan.attention import set_attention_backend
 from fantasy_world.perf.compile import compile_blocks
 from fantasy_world.perf.guidance import BatchedGuidance, SequentialGuidance
+from fantasy_world.perf.step_cache import StepCache, StepCacheConfig
 
 
 def speed_up(
@@ -22,6 +25,7 @@ def speed_up(
     uncond_geometry: bool = True,
     batched_guidance: bool = False,
     attention: str | None = None,
+    step_cache: float | None = None,
 ) -> Any:
     """Apply the chosen speed-ups to a :class:`FantasyWorldPipeline` in place and return it."""
     if attention is not None:
@@ -30,7 +34,10 @@ def speed_up(
         raise ValueError(
             "batched guidance runs both passes through the full model; keep uncond_geometry=True"
         )
-    pipe.guidance_runner = BatchedGuidance() if batched_guidance else SequentialGuidance(uncond_geometry)
+    runner = BatchedGuidance() if batched_guidance else SequentialGuidance(uncond_geometry)
+    if step_cache is not None:
+        runner = StepCache(runner, StepCacheConfig(threshold=float(step_cache)))
+    pipe.guidance_runner = runner
     if compile:
         compile_blocks(pipe.model)
     return pipe
