@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from fantasy_world.data.attributes import check_frame, classify_colour, visible_objects
 from fantasy_world.data.palette import PALETTE
@@ -12,14 +11,7 @@ from fantasy_world.data.splits import EVAL_SEEDS
 from fantasy_world.data.synthetic_dataset import SyntheticConfig, make_clip
 from fantasy_world.errors import InputError
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Rendering is many small elementwise ops: one thread avoids OpenMP spin contention on busy CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("name", list(PALETTE))

@@ -6,21 +6,13 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 from fantasy_world.data.captions import SHAPE_WORDS, make_caption, relation
 from fantasy_world.data.scene import Environment, Lighting, Scene, SceneObject
 from fantasy_world.data.scene_sampling import sample_scene
 from fantasy_world.data.synthetic_dataset import SyntheticConfig, make_clip
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Rendering is many small elementwise ops: one thread avoids OpenMP spin contention on busy CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _words(text: str) -> set[str]:

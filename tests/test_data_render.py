@@ -13,14 +13,7 @@ from fantasy_world.data.scene import Environment, Lighting, Scene, SceneObject
 from fantasy_world.data.synthetic_dataset import SyntheticConfig, make_clip
 from fantasy_world.geometry.unproject import depth_to_world_points, project_points
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Rendering is many small elementwise ops: one thread avoids OpenMP spin contention on busy CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 H, W = 33, 49

@@ -14,14 +14,7 @@ from fantasy_world.data.splits import EVAL_SEEDS, TRAIN_SEEDS, SeedRange, check_
 from fantasy_world.data.synthetic_dataset import SyntheticConfig, SyntheticWorldDataset, make_clip
 from fantasy_world.errors import InputError
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Rendering is many small elementwise ops: one thread avoids OpenMP spin contention on busy CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SMALL = SyntheticConfig(num_frames=5, height=24, width=32)

@@ -16,14 +16,7 @@ from fantasy_world.models.fantasy.pose_encoder import compress_time
 from fantasy_world.models.fantasy.stages import parameter_counts, set_training_stage
 from fantasy_world.models.wan.dit import WanDiT
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These models are tiny: with intra-op threads on a busy 2-core box, thread spin-waits dominate."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 LATENT_HW = (4, 6)  # latent grid -> token grid 2x3, images 32x48

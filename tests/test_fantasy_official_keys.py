@@ -28,13 +28,7 @@ if not KEYS_JSON.is_file():
     KEYS_JSON = Path("/work/shared/reference/official_keys_wan21.json")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: intra-op thread spin-waits would dominate on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

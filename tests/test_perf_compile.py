@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from gated_model import gated_model_step
 
-from fantasy_world.models.fantasy.config import fantasy_world_config, reduced
-from fantasy_world.models.fantasy.model import FantasyWorldModel
 from fantasy_world.models.wan.dit import camera_or_none
 from fantasy_world.perf.compile import compile_targets
 
@@ -14,24 +13,16 @@ from fantasy_world.perf.compile import compile_targets
 @pytest.fixture(scope="module")
 def block_calls():
     """One recorded call (module, args, kwargs) per compiled block class of a reduced 1.3B config."""
-    torch.manual_seed(0)
-    cfg = reduced(fantasy_world_config("wan2.1-t2v-1.3b"))
-    model = FantasyWorldModel(cfg).eval().requires_grad_(False)
-    with torch.no_grad():
-        for irg in model.irg:  # trained gates: the bicross path runs
-            irg.bicross_attention.gamma_m1.fill_(0.3)
-            irg.bicross_attention.gamma_m2.fill_(0.3)
-        camera = model.encode_camera(torch.randn(1, 5, 32, 48, 6))
+    model, x, t, cond, _, kw = gated_model_step(0)  # open gates: the bicross path runs
+    model.requires_grad_(False)
     calls: dict[str, tuple] = {}
 
     def record(mod, args, kwargs):  # noqa: ANN001, ANN202
         calls.setdefault(type(mod).__name__, (mod, args, kwargs))
 
     hooks = [m.register_forward_pre_hook(record, with_kwargs=True) for m in compile_targets(model)]
-    d = cfg.dit
     with torch.no_grad():
-        model(torch.randn(1, 16, 2, 4, 6), torch.tensor([700.0]), torch.randn(1, d.text_len, d.text_dim),
-              camera=camera, image_hw=(32, 48))  # fmt: skip
+        model(x, t, cond, **kw)
     for h in hooks:
         h.remove()
     return calls
@@ -60,20 +51,13 @@ def test_compiled_blocks_match_eager_with_and_without_camera() -> None:
     """Traced blocks (dynamo, eager backend) give the eager outputs; all-zero camera features add nothing."""
     from fantasy_world.perf.compile import compile_blocks
 
-    torch.manual_seed(1)
-    cfg = reduced(fantasy_world_config("wan2.1-t2v-1.3b"))
-    model = FantasyWorldModel(cfg).eval().requires_grad_(False)
+    model, x, t, ctx, _, _ = gated_model_step(1)
+    model.requires_grad_(False)
     with torch.no_grad():
-        for irg in model.irg:
-            irg.bicross_attention.gamma_m1.fill_(0.3)
-            irg.bicross_attention.gamma_m2.fill_(0.3)
         for p in model.parameters():  # wake the zero-initialised adapters so the camera changes the output
             if p.abs().sum() == 0:
                 p.normal_(std=0.02)
         camera = model.encode_camera(torch.randn(1, 5, 32, 48, 6))
-    d = cfg.dit
-    x, t, ctx = torch.randn(1, 16, 2, 4, 6), torch.tensor([700.0]), torch.randn(1, d.text_len, d.text_dim)
-    with torch.no_grad():
         eager = {
             name: model(x, t, ctx, camera=cam, image_hw=(32, 48)).velocity
             for name, cam in (("camera", camera), ("none", None))

@@ -8,9 +8,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from gated_model import gated_model_step
 
-from fantasy_world.models.fantasy.config import fantasy_world_config, reduced
-from fantasy_world.models.fantasy.model import FantasyWorldModel
 from fantasy_world.models.wan.attention import attention
 from fantasy_world.models.wan.config import wan_dit_config
 from fantasy_world.models.wan.dit import WanDiT
@@ -51,19 +50,8 @@ def _sequence_parallel_dit(rank: int, world: int) -> None:
 
 
 def _guidance_parallel(rank: int, world: int) -> None:
-    torch.manual_seed(2)
-    cfg = reduced(fantasy_world_config("wan2.1-t2v-1.3b"))
-    model = FantasyWorldModel(cfg).eval()
+    model, x, t, cond, uncond, kw = gated_model_step(2)
     with torch.no_grad():
-        model.dit.head.head.weight.normal_(std=0.2)
-        for irg in model.irg:
-            irg.bicross_attention.gamma_m1.fill_(0.3)
-            irg.bicross_attention.gamma_m2.fill_(0.3)
-        camera = model.encode_camera(torch.randn(1, 5, 32, 48, 6))
-        d = cfg.dit
-        x, t = torch.randn(1, 16, 2, 4, 6), torch.tensor([700.0])
-        cond, uncond = torch.randn(1, d.text_len, d.text_dim), torch.randn(1, d.text_len, d.text_dim)
-        kw = {"camera": camera, "image_hw": (32, 48)}
         for want_geo in (False, True):
             ref_out, ref_u = SequentialGuidance()(model, x, t, cond, uncond, want_geo=want_geo, **kw)
             out, v_u = GuidanceParallel()(model, x, t, cond, uncond, want_geo=want_geo, **kw)
