@@ -3,7 +3,8 @@
 After a block's text (+image) cross-attention and before its output projection ``o``, the adapter adds a
 per-token shift computed from the attention output and the camera features. The last layer of
 ``v_proj`` starts at zero, so an untrained adapter adds exactly nothing; camera features that are all
-zero (no camera given) skip the adapter, as in the official processor. We install adapters as
+zero (no camera given) skip the adapters, as in the official processor — decided once per forward by
+``camera_or_none`` (``models/wan/dit.py``) before the blocks run. We install adapters as
 ``cross_attn.camera_adapter`` of the configured DiT blocks; the official key is ``cross_attn.processor``.
 """
 
@@ -60,10 +61,6 @@ class CameraAdapter(nn.Module):
                 f"camera features {tuple(camera.shape)}: expected [{out.shape[0]}, {out.shape[1]}, "
                 f"{self.context_dim}] (one feature per video token)"
             )
-        # All-zero features (no camera) add nothing, as in the official processor. Models drop such a
-        # tensor once per forward (``camera_or_none`` in the DiT); under torch.compile the check would break the graph.
-        if not torch.compiler.is_compiling() and not bool(camera.detach().any()):
-            return out.new_zeros(())
         dtype = self.k_proj.group1.weight.dtype
         return self.v_proj(self.k_proj(camera.to(dtype), out.to(dtype)))
 
