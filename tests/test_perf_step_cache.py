@@ -54,6 +54,10 @@ def test_slow_drift_skips_but_never_geometry_steps_or_warmup() -> None:
     assert max(run_lengths) <= 2
     for _, v, _, v_uncond in rows:  # the negative pass is reused together with the conditional one
         torch.testing.assert_close(v_uncond, -v)
+    longer = StepCache(DriftingModel(1e-5), StepCacheConfig(threshold=0.05, warmup=4))
+    rows = run(longer, steps=12)
+    assert all(not torch.equal(rows[i][1], rows[i - 1][1]) for i in range(1, 4))  # steps 0-3 all computed
+    assert longer.skipped > 0
 
 
 def test_fast_drift_does_not_skip_and_new_generation_resets() -> None:

@@ -60,14 +60,14 @@ class StepCache:
         self._t_seen: float | None = None
         self._last: PassResult | None = None
         self._rate: float | None = None
-        self._calls = 0
         self._skipped_in_row = 0
         self.computed = 0
         self.skipped = 0
 
     def _skip(self, t: float, want_geo: bool) -> bool:
         cfg = self.config
-        if want_geo or self._calls < cfg.warmup or self._rate is None or self._t_last is None:
+        step = self.computed + self.skipped  # index of this call in the generation
+        if want_geo or step < cfg.warmup or self._rate is None or self._t_last is None:
             return False
         if self._skipped_in_row >= cfg.max_skip:
             return False
@@ -80,7 +80,6 @@ class StepCache:
         if self._t_seen is not None and t_now > self._t_seen:
             self.reset()
         self._t_seen = t_now
-        self._calls += 1
         if self._last is not None and self._skip(t_now, want_geo):
             self.skipped += 1
             self._skipped_in_row += 1
