@@ -88,25 +88,6 @@ def pose_auc(rre: np.ndarray, rta: np.ndarray, max_threshold: int = 30) -> float
     return float(np.mean([(err < t).mean() for t in thresholds]))
 
 
-def umeyama(
-    src: np.ndarray, dst: np.ndarray, with_scale: bool = True
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity (s, R, t) minimising Σ‖s·R·src_k + t − dst_k‖² for [K, 3] point sets (Umeyama 1991)."""
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    cov = xd.T @ xs / src.shape[0]
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.eye(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[2, 2] = -1.0
-    rot = u @ sign @ vt
-    var = float((xs**2).sum() / src.shape[0])
-    scale = float(np.trace(np.diag(d) @ sign) / var) if with_scale and var > 1e-12 else 1.0
-    trans = mu_d - scale * rot @ mu_s
-    return scale, rot, trans
-
-
 def path_length(c2w: np.ndarray) -> float:
     """Sum of the distances between consecutive camera centres."""
     centres = np.asarray(c2w, np.float64)[:, :3, 3]
