@@ -24,24 +24,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.callbacks import Studio  # noqa: E402
+from app.headless import CHROMIUM_ARGS, chromium_path  # noqa: E402
 from app.scene_data import ViewOptions  # noqa: E402
 from app.server import BackgroundServer, create_app  # noqa: E402
 from app.viewer import MODES  # noqa: E402
 from fantasy_world.geometry import synthetic_world  # noqa: E402
 
 log = logging.getLogger("app_bench")
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-site-isolation-trials",
-    "--enable-unsafe-swiftshader",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 RAF_PROBE = """(ms) => new Promise((done) => {
   let n = 0; const t0 = performance.now();
@@ -174,7 +163,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--skip-model", action="store_true", help="use a synthetic world of the tiny size")
-    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument(
+        "--chromium", default=chromium_path(), help="default: CHROMIUM_PATH or Debian's chromium"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from playwright.sync_api import sync_playwright

@@ -7,8 +7,6 @@ executable exists (scripts/test.sh installs Debian's ``chromium``); Playwright n
 from __future__ import annotations
 
 import io
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,28 +14,11 @@ import pytest
 from PIL import Image
 
 from app.callbacks import Studio
+from app.headless import CHROMIUM_ARGS, chromium_path
 from app.server import BackgroundServer, create_app
 from app.sessions import SessionRegistry
 
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-site-isolation-trials",
-    "--enable-unsafe-swiftshader",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium", shutil.which("chromium")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
 
 
 @pytest.fixture(scope="session")
