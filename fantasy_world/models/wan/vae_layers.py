@@ -120,6 +120,21 @@ def cached_causal_conv(conv: CausalConv3d, x: torch.Tensor, cache: FeatureCache 
     return out
 
 
+def causal_time_upsample(time_conv: CausalConv3d, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
+    """Wan's 2× causal temporal upsampling of a chunk: ``time_conv`` makes 2C channels per frame.
+
+    The first chunk of a video passes through untouched and leaves zeros as the next chunk's past (Wan's
+    "Rep" marker); later chunks get two output frames per input frame, channels [0:C] frame 2i and
+    [C:2C] frame 2i+1.
+    """
+    if cache.peek() is None:
+        cache.slots[cache.claim()] = torch.zeros_like(x[:, :, -1:])
+        return x
+    y = cached_causal_conv(time_conv, x, cache)
+    b, c, t, h, w = x.shape
+    return y.reshape(b, 2, c, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c, 2 * t, h, w)
+
+
 class ChannelRMSNorm(nn.Module):
     """RMS normalisation over the channel axis (dim 1) with a learned per-channel gain ``gamma``.
 
@@ -220,24 +235,13 @@ class Resample(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: FeatureCache | None = None) -> torch.Tensor:
         if self.mode == "upsample3d" and cache is not None:
-            x = self._time_upsample(x, cache)
+            x = causal_time_upsample(self.time_conv, x, cache)
         b, c, t, h, w = x.shape
         frames = self.resample(x.transpose(1, 2).reshape(b * t, c, h, w))
         x = frames.reshape(b, t, *frames.shape[1:]).transpose(1, 2)
         if self.mode == "downsample3d" and cache is not None:
             x = self._time_downsample(x, cache)
         return x
-
-    def _time_upsample(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
-        assert self.time_conv is not None
-        if cache.peek() is None:
-            # first chunk: no temporal upsampling; the next chunk then sees zeros as its past
-            cache.slots[cache.claim()] = torch.zeros_like(x[:, :, -1:])
-            return x
-        y = cached_causal_conv(self.time_conv, x, cache)
-        b, c, t, h, w = x.shape
-        # channels [0:C] give the even output frames, [C:2C] the odd ones
-        return y.reshape(b, 2, c, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c, 2 * t, h, w)
 
     def _time_downsample(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
         assert self.time_conv is not None

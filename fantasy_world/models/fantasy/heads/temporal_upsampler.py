@@ -16,7 +16,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fantasy_world.models.wan.vae_layers import CausalConv3d, ChannelRMSNorm, FeatureCache, cached_causal_conv
+from fantasy_world.models.wan.vae_layers import (
+    CausalConv3d,
+    ChannelRMSNorm,
+    FeatureCache,
+    cached_causal_conv,
+    causal_time_upsample,
+)
 
 
 class TimeUpsample(nn.Module):
@@ -33,13 +39,7 @@ class TimeUpsample(nn.Module):
     def forward(self, x: torch.Tensor, cache: FeatureCache | None = None) -> torch.Tensor:
         if cache is None:
             return x
-        if cache.peek() is None:
-            cache.slots[cache.claim()] = torch.zeros_like(x[:, :, -1:])
-            return x
-        y = cached_causal_conv(self.time_conv, x, cache)
-        b, c, t, h, w = x.shape
-        # channels [0:c] are output frame 2i, [c:2c] frame 2i+1
-        return y.reshape(b, 2, c, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c, 2 * t, h, w)
+        return causal_time_upsample(self.time_conv, x, cache)
 
 
 class HalfResidualBlock(nn.Module):
