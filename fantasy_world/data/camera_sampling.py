@@ -121,9 +121,9 @@ def _preset_params(
     sign = 1.0 if rng.random() < 0.5 else -1.0
     p: dict[str, float] = {"fov": fov}
     if kind in ("dolly_in", "dolly_out", "truck_left", "truck_right"):
-        p["distance"] = min(10.0, u(0.1, 0.4) * d * s)
+        p["distance"] = min(10.0, u(0.15, 0.5) * d * s)
     elif kind == "pedestal_up":
-        p["distance"] = min(10.0, u(0.05, 0.3) * d * s)
+        p["distance"] = min(10.0, u(0.1, 0.4) * d * s)
     elif kind == "pedestal_down":
         p["distance"] = min(10.0, u(0.1, 0.5) * max(height - 0.5, 0.0) * s)
     elif kind == "pan":
@@ -169,7 +169,7 @@ def _custom_keyframes(
     pos, aim = pos0.copy(), target.copy()
     for _ in range(int(rng.integers(2, 4))):
         step = rng.normal(size=3) * np.array([1.0, 1.0, 0.3])
-        pos = pos + step / max(np.linalg.norm(step), 1e-9) * float(rng.uniform(0.1, 0.25)) * d * s
+        pos = pos + step / max(np.linalg.norm(step), 1e-9) * float(rng.uniform(0.15, 0.35)) * d * s
         aim = target + rng.normal(size=3) * 0.25 * s
         poses.append(look_at(pos, aim, down=_DOWN))
     return poses, {"keyframes": float(len(poses))}

@@ -47,7 +47,9 @@ class DataConfig:
 
     ``bank_size`` 0 streams clips from the dataset (rendered on demand, for CPU runs and tests); a positive
     ``bank_size`` renders that many clips once on the training device (milliseconds each on a GPU) and
-    samples batches from them, epoch by epoch in a seeded order.
+    samples batches from them, epoch by epoch in a seeded order. With ``refresh_workers`` > 0, that many
+    CPU processes keep rendering new worlds while the GPU trains; the bank grows to ``bank_capacity``
+    clips and then replaces its oldest ones (:class:`fantasy_world.training.sources.RefreshingBank`).
     """
 
     num_frames: int = 17
@@ -60,6 +62,8 @@ class DataConfig:
     order_seed: int = 0
     text_dropout: float = 0.1
     camera_dropout: float = 0.15
+    refresh_workers: int = 0
+    bank_capacity: int = 0
 
     def __post_init__(self) -> None:
         if self.num_frames < 1 or (self.num_frames - 1) % 4:
@@ -68,6 +72,13 @@ class DataConfig:
             raise InputError(f"data size {self.height}x{self.width}: expected positive multiples of 16")
         if self.batch_size < 1:
             raise InputError(f"data.batch_size={self.batch_size}: expected at least 1")
+        if self.refresh_workers < 0 or self.bank_capacity < 0:
+            raise InputError(
+                f"data.refresh_workers={self.refresh_workers}, bank_capacity={self.bank_capacity}: "
+                "expected non-negative integers"
+            )
+        if self.refresh_workers and not self.bank_size:
+            raise InputError("data.refresh_workers needs a clip bank: set data.bank_size > 0")
         for name in ("text_dropout", "camera_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise InputError(f"data.{name}={getattr(self, name)}: expected a probability in [0, 1)")
@@ -126,7 +137,7 @@ class GeometryLossConfig:
     grad_weight: float = 1.0
     grad_scales: int = 3
     huber_beta: float = 0.05
-    camera_trans: float = 1.0
+    camera_trans: float = 4.0  # translations are a few tenths of a scene unit: weight them up
     camera_rot: float = 1.0
     camera_fov: float = 0.5
     iter_gamma: float = 0.6
@@ -139,7 +150,8 @@ class TrainConfig:
     """One training run of one task (``geometry`` with ``stage`` 1 or 2).
 
     ``precision`` "auto" autocasts to bf16 on CUDA and runs float32 on the CPU; weights and optimiser
-    state are float32 in every case. ``time_budget_s`` ends the run early and, when set, drives the
+    state are float32 in every case. ``compile`` compiles the model's repeated blocks in place (regional
+    ``torch.compile``; the VAE phase has none and ignores it). ``time_budget_s`` ends the run early and, when set, drives the
     learning-rate schedule by elapsed time (runs on a lent GPU are boxed by time, not steps).
     """
 
@@ -153,6 +165,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
+    compile: bool = False
     grad_checkpointing: bool = False
     log_every: int = 10
     ckpt_every: int = 0

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from fantasy_world.data.render_pool import RenderPool
 from fantasy_world.data.synthetic_dataset import SyntheticWorldDataset
 from fantasy_world.model_folder import CONFIG_FILE, TINY_DEFAULTS, GenerationDefaults, save_our_folder
 from fantasy_world.models.fantasy.model import FantasyWorldModel
@@ -34,7 +35,7 @@ from fantasy_world.models.wan.vae import WanVAE
 from fantasy_world.training.config import DataConfig, OptimConfig, TrainConfig, VAELossConfig
 from fantasy_world.training.distributed import DistInfo, barrier
 from fantasy_world.training.samples import geometry_strip, sample_video, save_png, vae_strip, video_strip
-from fantasy_world.training.sources import ClipBank, ClipSource, StreamSource
+from fantasy_world.training.sources import ClipBank, ClipSource, RefreshingBank, StreamSource
 from fantasy_world.training.tasks import GeometryTask, TextToVideoTask, TrainTask, VAETask
 from fantasy_world.training.text import CaptionEncoder
 from fantasy_world.training.trainer import Trainer
@@ -51,7 +52,9 @@ PHASES: tuple[str, ...] = ("vae", "t2v", "stage1", "stage2")
 SAMPLE_CAPTION = "a red ball beside a tall blue box in a sunlit courtyard"
 
 
-def _phase_config(task: str, stage: int, batch: int, lr: float, seconds: float, warmup: int) -> TrainConfig:
+def _phase_config(
+    task: str, stage: int, batch: int, lr: float, seconds: float, warmup: int, compile: bool = True
+) -> TrainConfig:
     return TrainConfig(
         task=task,
         stage=stage,
@@ -59,6 +62,7 @@ def _phase_config(task: str, stage: int, batch: int, lr: float, seconds: float, 
         time_budget_s=seconds,
         log_every=25,
         sample_every=0,
+        compile=compile,
         optim=OptimConfig(lr=lr, warmup_steps=warmup),
         data=DataConfig(batch_size=batch),
     )
@@ -73,15 +77,19 @@ class RecipeConfig:
     init: str | None = None
     preset: str = "tiny"
     seed: int = 0
-    data: DataConfig = field(default_factory=lambda: DataConfig(bank_size=1200, bank_time_s=70.0))
+    data: DataConfig = field(
+        default_factory=lambda: DataConfig(bank_size=600, bank_time_s=40.0, bank_capacity=3000)
+    )
+    # Batch sizes: the largest that keep a GPU busy with this small model (bench/train_throughput.py);
+    # learning rates scaled by √(batch ratio) from the recipe that trained at batch 16/32/16/16.
     vae: TrainConfig = field(
         default_factory=lambda: dataclasses.replace(
-            _phase_config("vae", 1, 16, 5e-4, 110.0, 100), vae_loss=VAELossConfig()
+            _phase_config("vae", 1, 32, 7e-4, 110.0, 100, compile=False), vae_loss=VAELossConfig()
         )
     )
-    t2v: TrainConfig = field(default_factory=lambda: _phase_config("t2v", 1, 32, 3e-4, 260.0, 200))
-    stage1: TrainConfig = field(default_factory=lambda: _phase_config("geometry", 1, 16, 3e-4, 150.0, 100))
-    stage2: TrainConfig = field(default_factory=lambda: _phase_config("geometry", 2, 16, 2e-4, 150.0, 100))
+    t2v: TrainConfig = field(default_factory=lambda: _phase_config("t2v", 1, 96, 5e-4, 260.0, 200))
+    stage1: TrainConfig = field(default_factory=lambda: _phase_config("geometry", 1, 32, 4e-4, 150.0, 100))
+    stage2: TrainConfig = field(default_factory=lambda: _phase_config("geometry", 2, 32, 3e-4, 150.0, 100))
     export_dtype: str = "float16"
     defaults: GenerationDefaults = field(default_factory=lambda: TINY_DEFAULTS)
     samples: bool = True
@@ -107,6 +115,7 @@ class Recipe:
         self.summary: dict[str, Any] = {"phases": {}}
         self.text = CaptionEncoder(load_text_encoder("minilm", None, info.device, torch.float32), info.device)
         self.source: ClipSource | None = None
+        self.on_phase_done: Callable[[Path], None] | None = None
 
     # ------------------------------------------------------------------ data
     def _dataset(self) -> SyntheticWorldDataset:
@@ -117,7 +126,10 @@ class Recipe:
         d = self.cfg.data
         if self.source is None:
             ds = self._dataset()
-            if d.bank_size > 0:
+            if d.bank_size > 0 and d.refresh_workers > 0:
+                t0 = time.perf_counter()
+                self.source = self._refreshing_bank(ds, batch)
+            elif d.bank_size > 0:
                 t0 = time.perf_counter()
                 self.source = ClipBank(
                     lambda i: ds[i],
@@ -149,6 +161,36 @@ class Recipe:
         else:
             src.batch_size = batch
         return src
+
+    def _refreshing_bank(self, ds: SyntheticWorldDataset, batch: int) -> RefreshingBank:
+        """Device-rendered starting bank, then CPU workers rendering the following worlds of this rank."""
+        d, info = self.cfg.data, self.info
+        # Workers start rendering at once, beyond the clips the device renders for the starting bank
+        # (an upper bound when the bank's time budget cuts it short: no world is rendered twice).
+        pool = RenderPool(
+            d.refresh_workers,
+            (d.num_frames, d.height, d.width),
+            start=d.seed_offset + d.bank_size + info.rank,
+            stride=info.world_size,
+        )
+        return RefreshingBank(
+            lambda i: ds[i],
+            d.bank_size,
+            batch,
+            info.device,
+            pool,
+            capacity=max(d.bank_capacity, d.bank_size),
+            rank=info.rank,
+            world_size=info.world_size,
+            offset=d.seed_offset,
+            order_seed=d.order_seed,
+            time_budget_s=d.bank_time_s,
+        )
+
+    def close(self) -> None:
+        """Stop background renderers (the process would otherwise wait for them at exit)."""
+        if isinstance(self.source, RefreshingBank):
+            self.source.close()
 
     # ------------------------------------------------------------------ models
     def _initial(self) -> tuple[FantasyWorldModel, WanVAE]:
@@ -251,17 +293,25 @@ class Recipe:
             vae = self._set_latent_stats(vae.eval(), source)
             if isinstance(source, ClipBank):
                 source.cache_latents(lambda v: vae.encode(v))
+        if isinstance(source, RefreshingBank):
+            result["bank_clips_arrived"] = source.arrived
+        result["data_share"] = result["data_seconds"] / max(result["seconds"], 1e-9)
         self.summary["phases"][phase] = result
-        self._export(phase, model.eval(), vae.eval(), trained=phase == "stage2")
+        folder = self._export(phase, model.eval(), vae.eval(), trained=phase == "stage2")
+        if self.on_phase_done is not None:
+            self.on_phase_done(folder)
         return model, vae
 
     def run(self) -> dict[str, Any]:
         model, vae = self._initial()
         t0 = time.perf_counter()
-        for phase in self.cfg.phases:
-            if phase not in PHASES:
-                raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
-            model, vae = self.run_phase(phase, model, vae)
+        try:
+            for phase in self.cfg.phases:
+                if phase not in PHASES:
+                    raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
+                model, vae = self.run_phase(phase, model, vae)
+        finally:
+            self.close()
         self.summary["seconds"] = time.perf_counter() - t0
         if self.info.is_main:
             (self.out / "recipe_summary.json").write_text(json.dumps(self.summary, indent=1, default=str))

@@ -224,3 +224,143 @@ class ClipBank(ClipSource):
         self.order_seed = int(state["order_seed"])
         self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
         self._order = self._permutation(self.epoch)
+
+
+class RefreshingBank(ClipBank):
+    """A :class:`ClipBank` whose oldest clips are replaced by fresh ones from a :class:`RenderPool`.
+
+    The bank starts with ``size`` clips rendered on the device, grows to ``capacity`` as workers deliver,
+    then replaces its oldest slots. :meth:`refresh` is called by the trainer between steps (never blocks);
+    it re-encodes latents and caption features of the replaced slots when those caches exist. The data
+    position is the first dataset index no worker has been given, so a later run continues with new
+    worlds instead of the ones already seen.
+    """
+
+    def __init__(
+        self,
+        get_clip: ClipGetter,
+        size: int,
+        batch_size: int,
+        device: torch.device,
+        pool: Any,
+        capacity: int,
+        rank: int = 0,
+        world_size: int = 1,
+        offset: int = 0,
+        order_seed: int = 0,
+        time_budget_s: float | None = None,
+        per_refresh: int = 64,
+    ) -> None:
+        super().__init__(
+            get_clip, size, batch_size, device, rank, world_size, offset, order_seed, time_budget_s
+        )
+        self.pool = pool
+        self.capacity = max(capacity, len(self))
+        self.per_refresh = per_refresh
+        self.arrived = 0
+        self._oldest = 0
+        self._encode_latents: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._encode_text: Callable[[list[str]], torch.Tensor] | None = None
+        self._grow_storage()
+
+    def _grow_storage(self) -> None:
+        """Pre-allocate every tensor to ``capacity`` rows so that growing never copies the bank."""
+        n, cap = len(self), self.capacity
+        for name in ("frames", "depth", "valid", "intrinsics", "c2w"):
+            cur = getattr(self, name)
+            full = torch.zeros((cap, *cur.shape[1:]), dtype=cur.dtype, device=cur.device)
+            full[:n] = cur
+            setattr(self, name, full)
+        self._size = n
+
+    def __len__(self) -> int:
+        return getattr(self, "_size", len(self.captions))
+
+    @torch.no_grad()
+    def cache_latents(self, encode: Callable[[torch.Tensor], torch.Tensor], chunk: int = 16) -> None:
+        parts = []
+        for start in range(0, len(self), chunk):
+            stop = min(len(self), start + chunk)
+            video = self.frames[start:stop].float().div(255.0).permute(0, 2, 1, 3, 4) * 2 - 1
+            parts.append(encode(video).float())
+        lat = torch.cat(parts)
+        self.latents = torch.zeros((self.capacity, *lat.shape[1:]), dtype=lat.dtype, device=lat.device)
+        self.latents[: len(self)] = lat
+        self._encode_latents = encode
+
+    @torch.no_grad()
+    def cache_text(self, encode: Callable[[list[str]], torch.Tensor], chunk: int = 256) -> None:
+        parts = [encode(self.captions[s : s + chunk]).float() for s in range(0, len(self), chunk)]
+        text = torch.cat(parts).to(self.device)
+        self.text = torch.zeros((self.capacity, *text.shape[1:]), dtype=text.dtype, device=self.device)
+        self.text[: len(self)] = text
+        self._encode_text = encode
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.order_seed * 1_000_003 + epoch)
+        return torch.randperm(len(self), generator=gen)
+
+    def _global_indices(self) -> list[int]:
+        need = self.batch_size * self.world_size
+        out: list[int] = []
+        while len(out) < need:
+            if self.cursor >= len(self._order):
+                self.epoch += 1
+                self.cursor = 0
+                self._order = self._permutation(self.epoch)
+            take = min(need - len(out), len(self._order) - self.cursor)
+            out.extend(int(i) for i in self._order[self.cursor : self.cursor + take])
+            self.cursor += take
+        return out
+
+    @torch.no_grad()
+    def refresh(self) -> int:
+        """Copy in the clips the workers have finished (at most ``per_refresh``); returns how many."""
+        clips = self.pool.take(self.per_refresh)
+        if not clips:
+            return 0
+        slots = []
+        for clip in clips:
+            if len(self) < self.capacity:
+                slot = len(self)
+                self._size += 1
+                self.captions.append(clip.caption)
+            else:
+                slot = self._oldest
+                self._oldest = (self._oldest + 1) % self.capacity
+                self.captions[slot] = clip.caption
+            slots.append(slot)
+            self.frames[slot] = torch.from_numpy(clip.frames).to(self.device, non_blocking=True)
+            self.depth[slot] = torch.from_numpy(clip.depth).to(self.device).float()
+            self.valid[slot] = torch.from_numpy(clip.valid).to(self.device)
+            self.intrinsics[slot] = torch.from_numpy(clip.intrinsics).to(self.device)
+            self.c2w[slot] = torch.from_numpy(clip.c2w).to(self.device)
+        idx = torch.as_tensor(slots, device=self.device)
+        if self.latents is not None and self._encode_latents is not None:
+            video = self.frames[idx].float().div(255.0).permute(0, 2, 1, 3, 4) * 2 - 1
+            self.latents[idx] = self._encode_latents(video).float()
+        if self.text is not None and self._encode_text is not None:
+            self.text[idx] = self._encode_text([self.captions[s] for s in slots]).float().to(self.device)
+        self.arrived += len(clips)
+        return len(clips)
+
+    def batch_at(self, indices: Sequence[int]) -> Batch:
+        batch = super().batch_at(indices)
+        batch.indices = list(indices)  # slots, not dataset indices: refreshed slots hold other worlds
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "refresh",
+            "offset": self.offset,
+            "next_index": int(self.pool.first_unrendered),
+            "arrived": self.arrived,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("kind") != "refresh":
+            raise InputError(f"data state {state}: expected a refreshing clip bank's state")
+        self.arrived = int(state.get("arrived", 0))
+
+    def close(self) -> None:
+        self.pool.close()

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from fantasy_world.errors import CheckpointError
+from fantasy_world.perf.compile import compile_blocks, compile_targets
 from fantasy_world.training.checkpoint import (
     TrainState,
     latest_checkpoint,
@@ -70,10 +71,20 @@ class Trainer:
         if not self.params:
             raise CheckpointError(f"task {task.name}: no trainable parameters")
         o = cfg.optim
+        # One fused kernel per parameter group on CUDA (the tiny model has ~600 tensors: the per-tensor
+        # launches of the foreach path cost as much as a forward).
+        fused = info.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(
-            _param_groups(self.params, o.weight_decay), lr=o.lr, betas=tuple(o.betas), eps=o.eps
+            _param_groups(self.params, o.weight_decay), lr=o.lr, betas=tuple(o.betas), eps=o.eps, fused=fused
         )
         self.ema = EMA(self.params, cfg.ema)
+        # Compiled only on CUDA (on a CPU the compile time outweighs short runs); the VAE has no repeated
+        # blocks to compile regionally.
+        self.compiled: list[nn.Module] = []
+        if cfg.compile and info.device.type == "cuda" and task.name != "vae":
+            self.compiled = compile_targets(task.saved)
+            compile_blocks(task.saved)
+            log.info("%s: compiled %d blocks", task.name, len(self.compiled))
         self.model = wrap_ddp(task, info, task.find_unused_parameters)
         self.generator = torch.Generator(device=info.device).manual_seed(cfg.seed)
         self.step = 0
@@ -84,6 +95,8 @@ class Trainer:
         self._count = 0
         self.last_terms: dict[str, float] = {}
         self.history: list[dict[str, Any]] = []
+        self.data_seconds = 0.0
+        self.sync_timing = False  # synchronise the device around data work (benchmarks only)
 
     # ------------------------------------------------------------------ schedule
     @property
@@ -118,10 +131,19 @@ class Trainer:
         """One optimiser step; returns the (local) loss as a detached tensor."""
         t0 = time.perf_counter()
         self.task.train()
+        if self.sync_timing and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t_data = time.perf_counter()
+        refresh = getattr(self.source, "refresh", None)
+        if refresh is not None:
+            refresh()
         batch = self.source.next_batch()
         draws = Draws(self.generator, self.device, batch.size, self.info.rank, self.info.world_size)
         with torch.no_grad():
             inputs = self.task.prepare(batch, draws)
+        if self.sync_timing and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.data_seconds += time.perf_counter() - t_data
         ctx = (
             torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast_enabled else nullcontext()
         )
@@ -140,6 +162,20 @@ class Trainer:
         self.elapsed += time.perf_counter() - t0
         return loss.detach()
 
+    def _first_compiled_step(self) -> None:
+        """The first step compiles; if compilation fails, train eagerly rather than lose the run."""
+        try:
+            self.train_step()
+        except Exception as exc:  # noqa: BLE001 - any compiler error: fall back, the step is redone
+            log.warning(
+                "%s: compiled step failed (%s: %s); training eager", self.task.name, type(exc).__name__, exc
+            )
+            for module in self.compiled:
+                module._compiled_call_impl = None  # undo nn.Module.compile
+            self.compiled = []
+            self.optimizer.zero_grad(set_to_none=True)
+            self.train_step()
+
     def _accumulate(self, terms: dict[str, torch.Tensor]) -> None:
         for k, v in terms.items():
             v = v.detach().float()
@@ -152,7 +188,12 @@ class Trainer:
         keys = sorted(self._sums)
         stacked = torch.stack([self._sums[k] for k in keys]) / self._count
         means = all_reduce_mean(stacked, self.info).tolist()
-        record: dict[str, Any] = {"step": self.step, "time_s": round(self.elapsed, 3), "lr": self.lr}
+        record: dict[str, Any] = {
+            "step": self.step,
+            "time_s": round(self.elapsed, 3),
+            "lr": self.lr,
+            "data_s": round(self.data_seconds, 3),
+        }
         record.update({k: float(v) for k, v in zip(keys, means)})
         self.last_terms = {k: float(v) for k, v in zip(keys, means)}
         self.history.append(record)
@@ -170,6 +211,9 @@ class Trainer:
         """Train until ``max_steps`` or the time budget; checkpoint at the end. Returns a summary."""
         cfg = self.cfg
         while not self.done():
+            if self.step == 0 and self.compiled:
+                self._first_compiled_step()
+                continue
             self.train_step()
             if self.step % cfg.log_every == 0:
                 self._flush_log()
@@ -179,7 +223,14 @@ class Trainer:
                 self.sample_hook(self)
         self._flush_log()
         self.save_checkpoint()
-        return {"task": self.task.name, "steps": self.step, "seconds": self.elapsed, **self.last_terms}
+        return {
+            "task": self.task.name,
+            "steps": self.step,
+            "seconds": self.elapsed,
+            "clips": self.step * self.source.batch_size * self.info.world_size,
+            "data_seconds": self.data_seconds,
+            **self.last_terms,
+        }
 
     # ------------------------------------------------------------------ checkpoints
     def _rng_state(self) -> dict[str, torch.Tensor]:

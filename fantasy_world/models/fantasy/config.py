@@ -219,16 +219,22 @@ def _seed_t2v_1_3b() -> FantasyWorldConfig:
 
 
 def _tiny() -> FantasyWorldConfig:
-    """Small CPU model on the tiny Wan DiT (8 blocks): 3 PCB / 5 IRG, geometry 128 wide, small heads."""
+    """Small CPU model on the tiny Wan DiT (8 blocks): 3 PCB / 5 IRG, geometry 128 wide, small heads.
+
+    Sized so that the whole shipped model (this, the VAE, fp16) stays under 30 MiB, the most a device
+    call can carry and return: the DiT keeps its width and depth (prompt following), the geometry MLPs
+    are 2× wide, the camera-head trunk has one block and the DPT projections are 32 channels.
+    """
     dit = wan_dit_config("tiny")
     fea = 128
-    dpt = {"features": 32, "out_channels": (16, 32, 48, 48), "head_hidden": 16}
+    dpt = {"features": 32, "out_channels": (16, 32, 32, 32), "head_hidden": 16}
     return FantasyWorldConfig(
         name="tiny",
         dit=dit,
         n_pcb=3,
         geo_dim=128,
         geo_heads=4,
+        geo_mlp_ratio=2.0,
         bridge="conv",
         bicross_dim=96,
         bicross_heads=2,
@@ -240,7 +246,7 @@ def _tiny() -> FantasyWorldConfig:
         plucker_fea_dim=fea,
         adapter_k_hidden=min(dit.dim, fea) // 2,
         adapter_v_hidden=fea // 5,
-        camera_head=CameraHeadConfig(dim_in=256, trunk_depth=2, num_heads=4, mlp_ratio=2.0),
+        camera_head=CameraHeadConfig(dim_in=256, trunk_depth=1, num_heads=4, mlp_ratio=2.0),
         **_heads(128, (4, 3, 2, 1), **dpt),
     )
 

@@ -85,7 +85,7 @@ _PRESETS: dict[str, WanDiTConfig] = {
         dim=5120, ffn_dim=13824, num_heads=40, num_layers=40, in_dim=36, image_input=True
     ),
     "tiny": WanDiTConfig(
-        dim=256, ffn_dim=768, num_heads=4, num_layers=8, in_dim=16, text_dim=384, text_len=64
+        dim=256, ffn_dim=512, num_heads=4, num_layers=8, in_dim=16, text_dim=384, text_len=64
     ),
 }
 
