@@ -49,7 +49,8 @@ class DataConfig:
     ``bank_size`` renders that many clips once on the training device (milliseconds each on a GPU) and
     samples batches from them, epoch by epoch in a seeded order. With ``refresh_workers`` > 0, that many
     CPU processes keep rendering new worlds while the GPU trains; the bank grows to ``bank_capacity``
-    clips and then replaces its oldest ones (:class:`fantasy_world.training.sources.RefreshingBank`).
+    clips and then replaces its oldest ones (:class:`fantasy_world.training.sources.RefreshingBank`);
+    new clips are taken in only while data work stays under ``refresh_share`` of the step time.
     """
 
     num_frames: int = 17
@@ -64,6 +65,7 @@ class DataConfig:
     camera_dropout: float = 0.15
     refresh_workers: int = 0
     bank_capacity: int = 0
+    refresh_share: float = 0.06
 
     def __post_init__(self) -> None:
         if self.num_frames < 1 or (self.num_frames - 1) % 4:

@@ -135,7 +135,9 @@ class Trainer:
             torch.cuda.synchronize(self.device)
         t_data = time.perf_counter()
         refresh = getattr(self.source, "refresh", None)
-        if refresh is not None:
+        # New worlds are copied in (and their latents encoded) only while the data work stays under
+        # ``data.refresh_share`` of the training time, so refreshing never starves the GPU.
+        if refresh is not None and self.data_seconds <= self.cfg.data.refresh_share * max(self.elapsed, 1e-9):
             refresh()
         batch = self.source.next_batch()
         draws = Draws(self.generator, self.device, batch.size, self.info.rank, self.info.world_size)
