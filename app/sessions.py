@@ -25,7 +25,7 @@ import viser
 
 from app.framing import frame_scene, ground_plane
 from app.path_editor import PathEditor
-from app.stage import apply_framing, draw_ground
+from app.stage import apply_framing, draw_ground, scene_lock
 from app.viewer import WorldViewer
 from fantasy_world.errors import FantasyWorldError
 from fantasy_world.geometry.world_data import WorldData
@@ -76,14 +76,15 @@ class Session:
 
     def frame_scene(self, world_path: bool = False) -> None:
         """Frame the view on the path and any generated points (``world_path``: the world's own path)."""
-        world = self.viewer.world
-        if world_path and world is not None:
-            c2w = np.asarray(world.requested_c2w)
-        else:
-            c2w = self.editor.path.sample().c2w
-        points = self.viewer.sample_points()
-        apply_framing(self.server, frame_scene(c2w, points))
-        draw_ground(self.server, ground_plane(c2w, points))
+        with scene_lock(self.server):
+            world = self.viewer.world
+            if world_path and world is not None:
+                c2w = np.asarray(world.requested_c2w)
+            else:
+                c2w = self.editor.path.sample().c2w
+            points = self.viewer.sample_points()
+            apply_framing(self.server, frame_scene(c2w, points))
+            draw_ground(self.server, ground_plane(c2w, points))
 
     def next_run_dir(self) -> Path:
         """A fresh folder for one result; refuses once closed so a late result cannot recreate files."""
