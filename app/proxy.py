@@ -13,6 +13,7 @@ import gzip
 import logging
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 import viser
 import websockets
@@ -39,7 +40,11 @@ def add_viser_routes(app: FastAPI, registry: SessionRegistry) -> None:
 
     @app.get("/viser/{token}")
     async def viser_redirect(token: str) -> Response:
-        return RedirectResponse(url=f"{token}/", status_code=307)
+        # Only a live token gets a redirect, and only to its own page (a relative path on this
+        # origin): "/viser/https:evil.example" must never become "Location: https:evil.example/".
+        if registry.by_token(token) is None:
+            return Response("unknown or expired viewer session; reload the page", status_code=404)
+        return RedirectResponse(url=f"./{quote(token, safe='')}/", status_code=307)
 
     @app.get("/viser/{token}/")
     async def viser_page(token: str, request: Request) -> Response:
@@ -72,6 +77,7 @@ def add_viser_routes(app: FastAPI, registry: SessionRegistry) -> None:
             await ws.close(code=1011)
             return
         await ws.accept(subprotocol=upstream.subprotocol)
+        session.viewer_connected = True  # a browser page, not an API script: the long TTL applies
 
         async def down() -> None:
             async for message in upstream:
