@@ -22,9 +22,11 @@ from app.cleanup import Janitor
 from app.exports import open_upload, save_for_download
 from app.files import checked_upload, gradio_upload_root
 from app.gpu_queue import GpuQueue, PipelineCache, run_generation
+from app.limits import IMAGE_MAX_PIXELS, world_limits
 from app.messages import public_text
 from app.models import model_choices
 from app.sessions import Session, SessionRegistry
+from app.uploads import UploadRejected
 from app.visitors import COOKIE, VisitorBook, client_address, session_key, trust_forwarded_default
 from fantasy_world.camera import PRESETS, CameraPath, read_camera_bytes, save_camera_file
 from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputError
@@ -376,8 +378,10 @@ class Studio:
 
     def _image(self, image: object) -> str:
         """An uploaded start image: inside our upload folders, bounded, and fully decodable."""
+        if isinstance(image, UploadRejected):  # refused by the image box's own check (app/uploads.py)
+            raise InputError(str(image))
         path = checked_upload(image, self.upload_roots, "image")
-        check_image_file(path)
+        check_image_file(path, max_pixels=IMAGE_MAX_PIXELS)
         return str(path)
 
     def _run(
@@ -494,7 +498,7 @@ class Studio:
         s.busy = True
         try:
             path = checked_upload(file, self.upload_roots, "bundle")
-            world = open_upload(path, s.workdir)
+            world = open_upload(path, s.workdir, world_limits(self.models))
             max_points = as_int(max_points, "max_points")
         except FantasyWorldError as exc:
             yield status_html(f"Cannot open the file: {exc}", "error"), keep, keep, keep
