@@ -223,9 +223,9 @@ class Studio:
         params = {p.name: float(v) for p, v in zip(spec.params, values) if v is not None}
         try:
             path = CameraPath.preset(preset, num_frames=int(frames), **params)
+            self.session(request).editor.set_path(path)
         except FantasyWorldError as exc:
             return status_html(str(exc), "error")
-        self.session(request).editor.set_path(path)
         return status_html(f"Camera path: {preset} ({len(path)} keyframes, {int(frames)} frames)")
 
     def on_preset_change(self, preset: str, frames: int, request: gr.Request | None = None) -> list[Any]:
@@ -247,16 +247,16 @@ class Studio:
         """A camera file dropped on the page: any supported format; malformed files give one line."""
         if not file:
             return status_html("No camera file given", "error")
-        s = self.session(request)
         try:
+            s = self.session(request)
             path = checked_upload(file, self.upload_roots, "camera")
             loaded = read_camera_bytes(path.read_bytes(), path.name)
             cam = loaded if isinstance(loaded, CameraPath) else CameraPath.from_trajectory(loaded)
+            s.editor.set_path(cam)  # refuses a path it cannot sample; the previous path stays
         except FantasyWorldError as exc:
             return status_html(f"Camera file rejected: {exc}", "error")
         except OSError as exc:
             return status_html(f"Camera file: unreadable ({exc.strerror})", "error")
-        s.editor.set_path(cam)
         return status_html(f"Loaded camera path {path.name}: {len(cam)} keyframes")
 
     def export_path(self, fmt: str, request: gr.Request | None = None) -> tuple[str | None, str]:

@@ -19,7 +19,7 @@ from app.playback import Playback
 from app.scene_data import pose_to_wxyz_position, scene_extent, wxyz_position_to_pose
 from app.stage import apply_framing, draw_ground, scene_lock
 from fantasy_world.camera import CameraPath
-from fantasy_world.errors import FantasyWorldError
+from fantasy_world.errors import FantasyWorldError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +88,33 @@ class PathEditor:
 
     # ------------------------------------------------------------------------------------ editing
     def set_path(self, path: CameraPath) -> None:
-        """Replace the whole path (preset, uploaded file)."""
+        """Replace the whole path (preset, uploaded file).
+
+        The new path is sampled before anything changes, and if drawing it still fails the previous
+        path is put back, so a bad file never leaves a half-installed path behind.
+        """
+        try:
+            path.sample()
+            path.evaluate(np.linspace(0.0, 1.0, DENSE_SAMPLES))
+        except FantasyWorldError:
+            raise
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            raise InputError(f"camera path: cannot be sampled ({type(exc).__name__})") from None
         with self._lock:
-            self.path = path
-            self.selected = 0
-            self.gui_loop.value = path.settings.loop
-            self._edited()
-            self.frame_view()
+            previous, previous_selected = self.path, self.selected
+            try:
+                self.path = path
+                self.selected = 0
+                self.gui_loop.value = path.settings.loop
+                self._edited()
+                self.frame_view()
+            except Exception as exc:
+                log.warning("camera path could not be drawn (%s); keeping the previous one", exc)
+                self.path, self.selected = previous, previous_selected
+                self._edited()
+                if isinstance(exc, FantasyWorldError):
+                    raise
+                raise InputError(f"camera path: cannot be drawn ({type(exc).__name__})") from None
 
     def set_frames(self, num_frames: int, fps: float | None = None) -> None:
         with self._lock:

@@ -49,8 +49,10 @@ def test_limits_come_from_the_largest_result():
 
 @pytest.mark.parametrize("kind", ["zip", "npz"])
 def test_archive_bombs_are_refused_before_inflating(tmp_path, kind):
-    path = bombs.zip_bomb(tmp_path / "b.zip", real=False) if kind == "zip" else bombs.npz_bomb(
-        tmp_path / "world.npz", real=False
+    path = (
+        bombs.zip_bomb(tmp_path / "b.zip", real=False)
+        if kind == "zip"
+        else bombs.npz_bomb(tmp_path / "world.npz", real=False)
     )
     errors: list[Exception] = []
 
@@ -81,7 +83,9 @@ def test_grayscale_pixel_bomb_is_refused_from_its_header(tmp_path):
     path = bombs.png_bomb(tmp_path / "gray.png", side=13_000)
     box = CheckedImage(type="filepath")
     out: list[object] = []
-    mb = peak_over_idle_mb(lambda: out.append(box.preprocess(ImageData(path=str(path), orig_name="gray.png"))))
+    mb = peak_over_idle_mb(
+        lambda: out.append(box.preprocess(ImageData(path=str(path), orig_name="gray.png")))
+    )
     assert isinstance(out[0], UploadRejected) and "13000x13000" in out[0] and str(IMAGE_MAX_PIXELS) in out[0]
     assert mb <= 300, f"{mb:.0f} MB"
 
