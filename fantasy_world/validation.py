@@ -127,6 +127,8 @@ def check_image_file(
         EOFError,
         struct.error,
         zlib.error,
-    ) as exc:
-        raise InputError(f"{name} {p.name}: not a decodable image ({type(exc).__name__})") from None
+    ):
+        raise InputError(
+            f"{name} {p.name}: not a decodable image; expected a PNG, JPEG or WebP file"
+        ) from None
     return int(w), int(h)

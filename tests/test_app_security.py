@@ -102,7 +102,7 @@ def test_filedata_path_outside_the_upload_folder_is_refused_and_not_copied(serve
     call(page, fn_index["on_load"], [], "victim-tab")
     for target in (secret, app_file, Path("/etc/passwd")):
         for client in (page, httpx.Client(base_url=server.url, timeout=60)):  # with and without a cookie
-            status, out = call(client, fn_index["reopen"], [file_data(target), 10_000], "victim-tab")
+            status, out = call(client, fn_index["bundle"], [file_data(target), 10_000], "victim-tab")
             text = json.dumps(out)
             assert status == 403, (target, status, out)
             assert str(target.parent) not in text and "Traceback" not in text
@@ -121,9 +121,9 @@ def test_another_visitors_upload_is_refused_and_own_upload_opens(served, fn_inde
     assert call(alice, fn_index["on_load"], [], "alice")[0] == 200
     assert call(mallory, fn_index["on_load"], [], "mallory")[0] == 200
     stored = upload(alice, mine)
-    status, out = call(mallory, fn_index["reopen"], [file_data(stored), 10_000], "mallory")
+    status, out = call(mallory, fn_index["bundle"], [file_data(stored), 10_000], "mallory")
     assert status == 403 and stored not in json.dumps(out)
-    status, out = call(alice, fn_index["reopen"], [file_data(stored), 10_000], "alice")
+    status, out = call(alice, fn_index["bundle"], [file_data(stored), 10_000], "alice")
     assert status == 200 and "fw-ok" in out[0], out
     no_cookie = httpx.Client(base_url=server.url, timeout=60)
     assert no_cookie.post("/gradio_api/upload", files={"files": ("x.json", b"{}")}).status_code == 403
@@ -218,3 +218,38 @@ def test_cookie_is_http_only_and_cross_site_ready_over_https(served):
     https = httpx.get(server.url, headers={"x-forwarded-proto": "https"}, timeout=30).headers["set-cookie"]
     assert "Secure" in https and "SameSite=None" in https
     assert np.unique([httpx.get(server.url, timeout=30).cookies[COOKIE] for _ in range(3)]).size == 3
+
+
+# ------------------------------------------------------------------------------ corrupt uploads
+def test_corrupt_start_image_is_refused_cleared_and_the_page_keeps_working(served, fn_index, tmp_path):
+    server, studio = served
+    page = visitor(server, "10.0.4.1")
+    call(page, fn_index["on_load"], [], "img-tab")
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    stored = upload(page, fake)
+    status, out = call(page, fn_index["start_image"], [file_data(stored)], "img-tab")
+    text = json.dumps(out)
+    assert status == 200 and out[0].get("value", "missing") is None, out  # the box is cleared
+    assert "fake.png" in out[1] and "fw-error" in out[1] and "expected" in out[1]
+    assert "/tmp" not in text and str(Path(stored).parent) not in text and "Traceback" not in text
+    generate = ["a ball", "", file_data(stored), "tiny", 5, 32, 48, 1, 1.0, 0, 0, 10_000]
+    status, out = call(page, fn_index["generate"], generate, "img-tab")
+    assert status == 200 and "fake.png" in out[0] and "fw-error" in out[0], out
+    assert "/tmp" not in json.dumps(out) and "UnidentifiedImageError" not in json.dumps(out)
+    _, out = call(page, fn_index["on_preset_change"], ["pan", 9], "img-tab")
+    assert "Camera path: pan" in json.dumps(out)
+
+
+def test_camera_file_of_the_wrong_type_is_refused_and_cleared(served, fn_index, tmp_path):
+    server, _ = served
+    page = visitor(server, "10.0.4.2")
+    call(page, fn_index["on_load"], [], "cam-tab")
+    bad = tmp_path / "notes.exe"
+    bad.write_bytes(b"MZ")
+    status, out = call(page, fn_index["camera_file"], [file_data(upload(page, bad))], "cam-tab")
+    assert status == 200 and "notes.exe" in out[0] and ".json" in out[0] and out[1].get("value", 0) is None
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"keyframes": 3}')
+    status, out = call(page, fn_index["camera_file"], [file_data(upload(page, broken))], "cam-tab")
+    assert "Camera file rejected" in out[0] and "/tmp" not in json.dumps(out)
