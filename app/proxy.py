@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import RedirectResponse, Response
 
 from app.sessions import SessionRegistry
+from app.viewer_auth import proxy_headers
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def add_viser_routes(app: FastAPI, registry: SessionRegistry) -> None:
             upstream = await websockets.connect(
                 f"ws://127.0.0.1:{session.port}",
                 subprotocols=protocols or None,
+                additional_headers=proxy_headers(session.viewer_key),
                 max_size=None,
                 compression=None,
                 open_timeout=10,

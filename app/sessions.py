@@ -29,6 +29,7 @@ from app.framing import frame_scene, ground_plane
 from app.path_editor import PathEditor
 from app.stage import apply_framing, draw_ground, scene_lock
 from app.viewer import WorldViewer
+from app.viewer_auth import viewer_secret
 from fantasy_world.errors import FantasyWorldError
 from fantasy_world.geometry.world_data import WorldData
 
@@ -70,6 +71,7 @@ class Session:
     address: str | None = None  # the client's IP (None for in-process callers: tests, notebooks)
     visitor: str | None = None  # the visitor secret it was opened with
     viewer_connected: bool = False  # set by the proxy once a browser's 3-D view connected
+    viewer_key: str = ""  # the secret the proxy presents to this session's viser server
 
     def touch(self) -> None:
         self.last_seen = time.time()
@@ -173,7 +175,9 @@ class SessionRegistry:
                         f"{self.max_per_address}); close one or wait a few minutes"
                     )
             self._closed.pop(key, None)
-            server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
+            viewer_key = secrets.token_urlsafe(24)
+            with viewer_secret(viewer_key):  # the server answers only requests carrying this secret
+                server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
             server.scene.set_up_direction("-y")  # OpenCV world: y points down
             # Points, frustums, lines and the grid cast no useful shadows, but viser's default key light
             # renders three shadow cascades every frame: off, the browser draws each frame for less.
@@ -186,7 +190,7 @@ class SessionRegistry:
             viewer = WorldViewer(server)
             workdir = Path(tempfile.mkdtemp(prefix="session-", dir=self.root))
             session = Session(key, secrets.token_urlsafe(16), server, editor, viewer, workdir)
-            session.address, session.visitor = address, visitor
+            session.address, session.visitor, session.viewer_key = address, visitor, viewer_key
             editor.framer = session.frame_scene
             viewer.on_world = lambda _world: session.frame_scene(world_path=True)
             frame_button.on_click(lambda _: session.frame_scene())
