@@ -59,22 +59,37 @@ class Janitor:
     def __init__(self, visitors: VisitorBook) -> None:
         self.visitors = visitors
         self._lock = threading.Lock()
-        self._copies: dict[str, set[Path]] = {}
+        self._copies: dict[str, dict[Path, set[Path]]] = {}  # session key -> source folder -> copies
 
     def handed_out(self, session: Session, files: Iterable[Path]) -> None:
-        """Files a handler returns to Gradio: remember where their cached copies will be."""
-        dirs = {d for f in files if Path(f).is_file() and (d := gradio_copy_dir(Path(f))) is not None}
+        """Files a handler returns to Gradio: remember where their cached copies will be.
+
+        Copies are grouped by the folder their originals came from; once the session prunes that
+        folder (it keeps its last few runs), the copies go too, so disk stays flat within a session.
+        """
+        files = [Path(f) for f in files]
+        dirs = {d for f in files if f.is_file() and (d := gradio_copy_dir(f)) is not None}
+        source = files[0].parent if files else session.workdir
         with self._lock:
-            self._copies.setdefault(session.key, set()).update(dirs)
+            mine = self._copies.setdefault(session.key, {})
+            mine.setdefault(source, set()).update(dirs)
+            gone = [folder for folder in mine if not folder.exists()]
+            stale = set().union(*(mine.pop(folder) for folder in gone)) if gone else set()
+        self._drop(stale)
+
+    def _drop(self, dirs: set[Path]) -> int:
+        """Delete cached copies no live session still refers to."""
+        with self._lock:
+            used = {d for per in self._copies.values() for copies in per.values() for d in copies}
+        root = gradio_upload_root()
+        return sum(_remove(d, root) for d in dirs - used)
 
     def session_closed(self, session: Session) -> None:
         """Registry hook: drop the session's cached copies, and its visitor's uploads once no tab is left."""
         root = gradio_upload_root()
         with self._lock:
-            dirs = self._copies.pop(session.key, set())
-        with self._lock:
-            still_used = set().union(*self._copies.values()) if self._copies else set()
-        removed = sum(_remove(d, root) for d in dirs - still_used)
+            per = self._copies.pop(session.key, {})
+        removed = self._drop(set().union(*per.values()) if per else set())
         if session.visitor is not None:
             self.visitors.pin(session.visitor, -1)
             if self.visitors.open_sessions(session.visitor) == 0:

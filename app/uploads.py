@@ -42,6 +42,8 @@ def shown_name(payload: Any) -> str:
 class CheckedImage(gr.Image):
     """``gr.Image`` whose upload is bounded and proven decodable by our code first."""
 
+    is_template = True  # the page draws it with Gradio's own image component (not a custom one)
+
     def preprocess(self, payload: Any) -> Any:
         if payload is None:
             return None
@@ -65,6 +67,8 @@ class CheckedImage(gr.Image):
 
 class CheckedFile(gr.File):
     """``gr.File`` (single file, filepath) that checks the extension itself and leaves no temp file."""
+
+    is_template = True  # drawn with Gradio's own file component
 
     def _process_single_file(self, f: Any) -> NamedString | UploadRejected:
         name = shown_name(f)
