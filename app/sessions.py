@@ -138,6 +138,7 @@ class SessionRegistry:
         self.ttl_s = float(ttl_s)
         self.api_ttl_s = min(float(api_ttl_s), self.ttl_s)
         self.on_close: list[Callable[[Session], None]] = []  # cleanup hooks (uploads, Gradio's copies)
+        self.on_sweep: list[Callable[[], object]] = []  # run after every sweep (stray temp files)
         self._lock = threading.Lock()
         self._by_key: dict[str, Session] = {}
         self._by_token: dict[str, Session] = {}
@@ -272,6 +273,11 @@ class SessionRegistry:
             if folder.is_dir() and not folder.is_symlink() and folder.resolve() not in owned and stale:
                 shutil.rmtree(folder, ignore_errors=True)
                 gone += 1
+        for hook in list(self.on_sweep):
+            try:
+                hook()
+            except Exception:
+                log.exception("sweep hook failed")
         return gone
 
     def start_sweeper(self, every_s: float = 60.0) -> None:

@@ -146,3 +146,39 @@ def test_queued_job_of_a_closed_tab_never_runs_or_recreates_the_session(tmp_path
         assert studio.registry.get("gone") is None
     finally:
         studio.registry.close_all()
+
+
+def test_session_close_removes_gradio_copies_uploads_and_stray_temp_files(tmp_path, monkeypatch):
+    """Issue 17 leaks: Gradio's copies of a session's results and its visitor's uploads go with it."""
+    import os
+
+    from app.cleanup import gradio_copy_dir
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    studio = Studio(SessionRegistry(tmp_path / "s"))
+    try:
+        s = studio.registry.open("k", address="1.2.3.4", visitor="v1")
+        visitor = studio.visitors.issue("1.2.3.4")
+        s.visitor = visitor.id
+        studio.visitors.pin(visitor.id, +1)
+        result = s.next_run_dir() / "bundle" / "video.mp4"
+        result.parent.mkdir(parents=True)
+        result.write_bytes(b"mp4 bytes")
+        copy = gradio_copy_dir(result)
+        copy.mkdir(parents=True)
+        (copy / "video.mp4").write_bytes(b"mp4 bytes")  # what Gradio's postprocess makes
+        studio.janitor.handed_out(s, [result])
+        upload = tmp_path / "gradio" / "abc123" / "fake.png"
+        upload.parent.mkdir(parents=True)
+        upload.write_bytes(b"x")
+        studio.visitors.add_uploads(visitor, [upload])
+        stray = tmp_path / "gradio" / "tmpabcd"
+        stray.write_bytes(b"")
+        os.utime(stray, (0, 0))
+        studio.registry.sweep()  # nothing expired yet, but the old stray temp file goes
+        assert not stray.exists() and copy.exists() and upload.exists()
+        studio.registry.close("k")
+        assert not copy.exists() and not upload.parent.exists()
+        assert sorted(p.name for p in (tmp_path / "gradio").iterdir()) == []
+    finally:
+        studio.registry.close_all()
