@@ -6,9 +6,11 @@ import argparse
 import contextlib
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import gradio as gr
 import uvicorn
@@ -29,6 +31,13 @@ QUEUE_MAX = 20  # Gradio's queue; beyond it requests are refused with Gradio's "
 def create_app(studio: Studio | None = None) -> tuple[FastAPI, Studio]:
     """The ASGI app and its state; sessions are all closed when the server stops."""
     studio = studio or Studio()
+    root = studio.registry.root.resolve()
+    if not any(root.is_relative_to(Path(p).resolve()) for p in (tempfile.gettempdir(), os.getcwd())):
+        # Results reach the page as Gradio's cache copies, which it only makes from the temp folder or
+        # the working directory; serving the session root by path (allowed_paths) is what we avoid.
+        raise ValueError(
+            f"session root {root}: expected a folder under {tempfile.gettempdir()} or {os.getcwd()}"
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
