@@ -12,7 +12,6 @@ import gzip
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 from app.visitors import COOKIE, Visitor, VisitorBook, client_address
@@ -40,14 +39,16 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 def visitor_cookie(cookie_header: str) -> str | None:
-    """The visitor secret from a Cookie header (None when absent or malformed)."""
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(cookie_header)
-    except CookieError:
-        return None
-    morsel = jar.get(COOKIE)
-    return morsel.value if morsel is not None else None
+    """The visitor secret from a Cookie header (None when absent).
+
+    Parsed by hand: ``http.cookies`` gives up on the whole header at the first cookie it dislikes,
+    and a Space's page carries other sites' cookies we do not control.
+    """
+    for part in cookie_header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name == COOKIE:
+            return value.strip().strip('"') or None
+    return None
 
 
 def file_references(value: Any, depth: int = 0) -> list[Any]:

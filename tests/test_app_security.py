@@ -253,3 +253,11 @@ def test_camera_file_of_the_wrong_type_is_refused_and_cleared(served, fn_index, 
     broken.write_text('{"keyframes": 3}')
     status, out = call(page, fn_index["camera_file"], [file_data(upload(page, broken))], "cam-tab")
     assert "Camera file rejected" in out[0] and "/tmp" not in json.dumps(out)
+
+
+def test_visitor_cookie_is_found_among_other_sites_cookies():
+    from app.guard import visitor_cookie
+
+    header = 'a="{weird}"; spaces-jwt=x.y.z; fw_visitor=abc_DEF-123; other=1'
+    assert visitor_cookie(header) == "abc_DEF-123"
+    assert visitor_cookie("fw_visitorx=1; xfw_visitor=2") is None and visitor_cookie("") is None
