@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import unquote
 
 from app.visitors import COOKIE, Visitor, VisitorBook, client_address
 
@@ -69,6 +70,17 @@ def file_references(value: Any, depth: int = 0) -> list[Any]:
     return found
 
 
+def _fetches_elsewhere(path: str) -> bool:
+    """``/gradio_api/file=<http url>`` and ``/gradio_api/proxy=…`` make the server fetch another site
+    for the caller (Gradio streams public URLs back); nothing in the studio uses that, so it is off."""
+    target = unquote(path)
+    for prefix in (API + "file=", API + "proxy="):
+        if target.startswith(prefix):
+            rest = target[len(prefix) :].lstrip("/").lower()
+            return prefix.endswith("proxy=") or rest.startswith(("http:", "https:", "ftp:", "//"))
+    return False
+
+
 async def _reply(send: Send, status: int, text: str) -> None:
     body = json.dumps({"error": text, "detail": text}).encode()
     await send(
@@ -105,6 +117,8 @@ class StudioGuard:
             await self._upload(scope, receive, send, visitor)
         elif method == "POST" and path.startswith(API):
             await self._event(scope, receive, send, visitor)
+        elif _fetches_elsewhere(path):
+            await _reply(send, 403, "external URLs are not fetched by this studio")
         else:
             await self.app(scope, receive, send)
 

@@ -261,3 +261,13 @@ def test_visitor_cookie_is_found_among_other_sites_cookies():
     header = 'a="{weird}"; spaces-jwt=x.y.z; fw_visitor=abc_DEF-123; other=1'
     assert visitor_cookie(header) == "abc_DEF-123"
     assert visitor_cookie("fw_visitorx=1; xfw_visitor=2") is None and visitor_cookie("") is None
+
+
+@pytest.mark.parametrize(
+    "target", ["https://example.com/x.png", "http:%2F%2F127.0.0.1/", "https%3A//example.com/"]
+)
+def test_the_server_fetches_no_external_urls_for_a_caller(served, target):
+    server, _ = served
+    for route in ("gradio_api/file=", "gradio_api/proxy="):
+        reply = httpx.get(server.url + route + target, timeout=30, follow_redirects=False)
+        assert reply.status_code == 403 and "location" not in reply.headers
