@@ -124,7 +124,7 @@ class Studio:
         self.trust_forwarded = trust_forwarded_default()
         self.janitor = Janitor(self.visitors)
         self.registry.on_close.append(self.janitor.session_closed)
-        self.registry.on_sweep.append(self.janitor.sweep_stray_temp_files)
+        self.registry.on_sweep.append(self.janitor.sweep)
 
     def identity(self, request: gr.Request | None) -> tuple[str, str | None, str | None]:
         """(registry key, client address, visitor id) of a request.

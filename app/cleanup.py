@@ -105,6 +105,15 @@ class Janitor:
             _remove(upload.parent if upload.parent != root else upload, root)
         self.sweep_stray_temp_files(max_age_s=0.0)
 
+    def sweep(self, idle_uploads_s: float = STRAY_TMP_AGE_S) -> int:
+        """Periodic: stray temp files, and uploads of visitors who never opened (or closed) their tabs."""
+        root = gradio_upload_root()
+        gone = self.sweep_stray_temp_files()
+        for visitor_id in self.visitors.idle_uploaders(idle_uploads_s):
+            for upload in self.visitors.release_uploads(visitor_id):
+                gone += _remove(upload.parent if upload.parent != root else upload, root)
+        return gone
+
     def sweep_stray_temp_files(self, max_age_s: float = STRAY_TMP_AGE_S) -> int:
         """Gradio's upload parser leaves ``tmp*`` files at the top of its folder; remove old ones."""
         root = gradio_upload_root()

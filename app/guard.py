@@ -114,6 +114,18 @@ class StudioGuard:
             if visitor is None:
                 await _reply(send, 403, NO_VISITOR)
                 return
+            length = headers.get("content-length", "")
+            if not length.isdigit():
+                await _reply(send, 411, "upload refused: the request must state its length")
+                return
+            room = self.book.upload_room(visitor.address)
+            if int(length) > room:
+                await _reply(
+                    send,
+                    413,
+                    f"upload refused: {int(length) >> 20} MB; at most {room >> 20} MB more from your address",
+                )
+                return
             await self._upload(scope, receive, send, visitor)
         elif method == "POST" and path.startswith(API):
             await self._event(scope, receive, send, visitor)

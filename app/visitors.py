@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 COOKIE = "fw_visitor"
 MAX_VISITORS = 20_000  # remembered secrets; the oldest without open sessions are forgotten first
 MAX_UPLOADS_PER_VISITOR = 200
+# Bytes of uploads one client address may keep at once (released when its tabs close or go idle).
+UPLOAD_BUDGET_BYTES = int(os.environ.get("FW_STUDIO_UPLOAD_BUDGET_MB", 2048)) << 20
 
 
 def trust_forwarded_default() -> bool:
@@ -59,6 +61,8 @@ class Visitor:
     address: str
     created: float = field(default_factory=time.time)
     uploads: set[Path] = field(default_factory=set)
+    upload_bytes: int = 0
+    last_upload: float = 0.0
 
 
 class VisitorBook:
@@ -107,7 +111,29 @@ class VisitorBook:
                 if len(visitor.uploads) >= MAX_UPLOADS_PER_VISITOR:
                     log.warning("visitor %s: upload ledger full", visitor.id[:6])
                     break
-                visitor.uploads.add(Path(p).resolve())
+                path = Path(p).resolve()
+                visitor.uploads.add(path)
+                try:
+                    visitor.upload_bytes += path.stat().st_size
+                except OSError:
+                    pass
+            visitor.last_upload = time.time()
+
+    def upload_room(self, address: str) -> int:
+        """Bytes the client at ``address`` may still upload (all its visitors' live uploads count)."""
+        with self._lock:
+            used = sum(v.upload_bytes for v in self._visitors.values() if v.address == address)
+        return max(0, UPLOAD_BUDGET_BYTES - used)
+
+    def idle_uploaders(self, older_than_s: float, now: float | None = None) -> list[str]:
+        """Visitors with uploads but no open session whose last upload is older than ``older_than_s``."""
+        now = time.time() if now is None else now
+        with self._lock:
+            return [
+                v.id
+                for v in self._visitors.values()
+                if v.uploads and not self._pinned.get(v.id) and now - v.last_upload > older_than_s
+            ]
 
     def owns(self, visitor: Visitor | None, path: str | Path) -> bool:
         """True only for a file this visitor uploaded through the page (compared after resolving)."""
@@ -126,7 +152,7 @@ class VisitorBook:
             visitor = self._visitors.get(visitor_id)
             if visitor is None:
                 return []
-            mine, visitor.uploads = visitor.uploads, set()
+            mine, visitor.uploads, visitor.upload_bytes = visitor.uploads, set(), 0
             others = set().union(*(v.uploads for v in self._visitors.values())) if self._visitors else set()
         return sorted(mine - others)
 

@@ -271,3 +271,24 @@ def test_the_server_fetches_no_external_urls_for_a_caller(served, target):
     for route in ("gradio_api/file=", "gradio_api/proxy="):
         reply = httpx.get(server.url + route + target, timeout=30, follow_redirects=False)
         assert reply.status_code == 403 and "location" not in reply.headers
+
+
+def test_uploads_are_budgeted_per_address_and_idle_ones_are_swept(served, monkeypatch, tmp_path):
+    server, studio = served
+    monkeypatch.setattr("app.visitors.UPLOAD_BUDGET_BYTES", 50_000)
+    page = visitor(server, "10.0.5.1")
+    first = tmp_path / "a.json"
+    first.write_bytes(b"{}" + b" " * 30_000)
+    stored = Path(upload(page, first))
+    again = visitor(server, "10.0.5.1")  # a fresh cookie from the same address shares the budget
+    reply = again.post("/gradio_api/upload", files={"files": ("b.json", b" " * 30_000)})
+    assert reply.status_code == 413 and "MB" in reply.json()["error"]
+    assert (
+        visitor(server, "10.0.5.2").post("/gradio_api/upload", files={"files": ("c.json", b"{}")}).status_code
+        == 200
+    )
+    assert stored.exists()
+    owner = next(v for v in studio.visitors._visitors.values() if stored.resolve() in v.uploads)
+    owner.last_upload -= 3600  # an hour ago, and the visitor never opened a tab
+    studio.janitor.sweep()
+    assert not stored.exists() and studio.visitors.upload_room("10.0.5.1") == 50_000
