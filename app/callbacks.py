@@ -18,11 +18,16 @@ from typing import Any
 
 import gradio as gr
 
+from app.cleanup import Janitor
 from app.exports import open_upload, save_for_download
 from app.files import checked_upload, gradio_upload_root
 from app.gpu_queue import GpuQueue, PipelineCache, run_generation
+from app.limits import IMAGE_MAX_PIXELS, world_limits
+from app.messages import public_text
 from app.models import model_choices
 from app.sessions import Session, SessionRegistry
+from app.uploads import UploadRejected
+from app.visitors import COOKIE, VisitorBook, client_address, session_key, trust_forwarded_default
 from fantasy_world.camera import PRESETS, CameraPath, read_camera_bytes, save_camera_file
 from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputError
 from fantasy_world.pipeline import StepInfo, WorldResult
@@ -53,8 +58,8 @@ class Timing:
 
 
 def one_line(text: object) -> str:
-    """Any message as one bounded line (tracebacks and multi-line errors never reach the page)."""
-    line = " ".join(str(text).split())
+    """Any message as one bounded line (tracebacks, multi-line errors and server paths never reach the page)."""
+    line = " ".join(public_text(str(text)).split())
     return line if len(line) <= MAX_MESSAGE_CHARS else line[: MAX_MESSAGE_CHARS - 1] + "…"
 
 
@@ -92,6 +97,10 @@ def _key(request: gr.Request | None) -> str:
     return (request.session_hash if request is not None else None) or "local"
 
 
+class SessionGone(FantasyWorldError, gr.Error):
+    """No open session for this tab: never opened by a page load, closed, or expired."""
+
+
 class Studio:
     """App state shared by all sessions: the session registry and the (single) loaded pipeline."""
 
@@ -111,9 +120,38 @@ class Studio:
         self.upload_roots = list(upload_roots) if upload_roots is not None else [gradio_upload_root()]
         self.upload_roots.append(self.registry.root)
         self.last_timing = Timing()
+        self.visitors = VisitorBook()
+        self.trust_forwarded = trust_forwarded_default()
+        self.janitor = Janitor(self.visitors)
+        self.registry.on_close.append(self.janitor.session_closed)
+        self.registry.on_sweep.append(self.janitor.sweep)
+
+    def identity(self, request: gr.Request | None) -> tuple[str, str | None, str | None]:
+        """(registry key, client address, visitor id) of a request.
+
+        HTTP requests are known by the server-issued visitor cookie, never by the session hash alone
+        (the client picks that); in-process callers (tests, notebooks) pass plain objects and are
+        keyed by their session hash.
+        """
+        if not isinstance(request, gr.Request):
+            return _key(request), None, None
+        visitor = self.visitors.get(request.cookies.get(COOKIE))
+        if visitor is None or not request.session_hash:
+            raise SessionGone("no studio session for this tab: reload the page (cookies must be allowed)")
+        peer = request.client.host if request.client else None
+        address = client_address(peer, dict(request.headers), self.trust_forwarded)
+        return session_key(visitor.id, request.session_hash), address, visitor.id
 
     def session(self, request: gr.Request | None) -> Session:
-        return self.registry.open(_key(request))
+        """The tab's open session. Only a page load opens one for HTTP callers (:meth:`on_load`)."""
+        key, address, _ = self.identity(request)
+        if address is None:
+            return self.registry.open(key)
+        session = self.registry.get(key)
+        if session is None or session.closed:
+            raise SessionGone("this tab's studio session was closed or has expired; reload the page")
+        session.touch()
+        return session
 
     def check_model(self, model: object) -> str:
         """Only models the picker offers: a typed path could otherwise load any folder on the host."""
@@ -126,7 +164,11 @@ class Studio:
     def on_load(self, request: gr.Request) -> str:
         """Create the visitor's scene and return the viewer iframe."""
         try:
-            s = self.session(request)
+            key, address, visitor = self.identity(request)
+            known = self.registry.get(key) is not None
+            s = self.registry.open(key, address, visitor, page_load=True)
+            if visitor is not None and not known:
+                self.visitors.pin(visitor, +1)
         except FantasyWorldError as exc:
             return status_html(str(exc), "error")
         return (
@@ -135,7 +177,11 @@ class Studio:
         )
 
     def on_unload(self, request: gr.Request) -> None:
-        self.registry.close(_key(request))
+        try:
+            key, _, _ = self.identity(request)
+        except FantasyWorldError:
+            return  # nobody we know: nothing of theirs is open
+        self.registry.close(key)
 
     # -------------------------------------------------------------------------------- camera path
     def preset_controls(self, preset: str) -> list[Any]:
@@ -178,9 +224,9 @@ class Studio:
         params = {p.name: float(v) for p, v in zip(spec.params, values) if v is not None}
         try:
             path = CameraPath.preset(preset, num_frames=int(frames), **params)
+            self.session(request).editor.set_path(path)
         except FantasyWorldError as exc:
             return status_html(str(exc), "error")
-        self.session(request).editor.set_path(path)
         return status_html(f"Camera path: {preset} ({len(path)} keyframes, {int(frames)} frames)")
 
     def on_preset_change(self, preset: str, frames: int, request: gr.Request | None = None) -> list[Any]:
@@ -202,16 +248,16 @@ class Studio:
         """A camera file dropped on the page: any supported format; malformed files give one line."""
         if not file:
             return status_html("No camera file given", "error")
-        s = self.session(request)
         try:
+            s = self.session(request)
             path = checked_upload(file, self.upload_roots, "camera")
             loaded = read_camera_bytes(path.read_bytes(), path.name)
             cam = loaded if isinstance(loaded, CameraPath) else CameraPath.from_trajectory(loaded)
+            s.editor.set_path(cam)  # refuses a path it cannot sample; the previous path stays
         except FantasyWorldError as exc:
             return status_html(f"Camera file rejected: {exc}", "error")
         except OSError as exc:
             return status_html(f"Camera file: unreadable ({exc.strerror})", "error")
-        s.editor.set_path(cam)
         return status_html(f"Loaded camera path {path.name}: {len(cam)} keyframes")
 
     def export_path(self, fmt: str, request: gr.Request | None = None) -> tuple[str | None, str]:
@@ -226,11 +272,15 @@ class Studio:
             save_camera_file(s.editor.path, target, format=fmt)
         except FantasyWorldError as exc:
             return None, status_html(str(exc), "error")
+        self.janitor.handed_out(s, [target])
         return str(target), status_html(f"Camera path exported as {fmt}")
 
     # --------------------------------------------------------------------------------- generation
     def cancel(self, request: gr.Request | None = None) -> str:
-        s = self.registry.get(_key(request))
+        try:
+            s = self.registry.get(self.identity(request)[0])
+        except FantasyWorldError as exc:
+            return status_html(str(exc), "error")
         if s is not None:
             s.cancel.set()
         return status_html("Cancelling after the current step…", "warn")
@@ -278,9 +328,10 @@ class Studio:
             yield status_html(str(exc), "error"), keep, keep, keep
             return
         s.busy = True
+        stop = threading.Event()  # this run only: set when the page stops listening (tab or stream closed)
         try:
             while not ticket.acquire(WAIT_POLL_S):  # our turn on the GPU, showing the position meanwhile
-                if s.cancel.is_set():
+                if s.cancel.is_set() or s.closed:
                     yield status_html("Cancelled while waiting for the GPU", "warn"), keep, keep, keep
                     return
                 pos = ticket.position
@@ -290,7 +341,12 @@ class Studio:
                     keep,
                     keep,
                 )
-            yield from self._run(s, ticket, model, req, max_points, progress)
+            if s.closed:  # the tab went away while this request waited: run nothing for nobody
+                return
+            yield from self._run(s, ticket, model, req, max_points, progress, stop)
+        except GeneratorExit:  # Gradio closes the generator when the client disconnects
+            stop.set()  # the worker stops before its next denoising step
+            raise
         finally:
             ticket.release()  # no-op when the worker already released it
             s.busy = False
@@ -323,8 +379,10 @@ class Studio:
 
     def _image(self, image: object) -> str:
         """An uploaded start image: inside our upload folders, bounded, and fully decodable."""
+        if isinstance(image, UploadRejected):  # refused by the image box's own check (app/uploads.py)
+            raise InputError(str(image))
         path = checked_upload(image, self.upload_roots, "image")
-        check_image_file(path)
+        check_image_file(path, max_pixels=IMAGE_MAX_PIXELS)
         return str(path)
 
     def _run(
@@ -335,8 +393,10 @@ class Studio:
         req: dict[str, Any],
         max_points: int,
         progress: gr.Progress | None,
+        stop: threading.Event | None = None,
     ) -> Iterator[tuple[Any, Any, Any, Any]]:
         """Holding the GPU: load the model, denoise in a worker thread, stream its steps."""
+        stop = stop or threading.Event()
         keep = gr.update()
         yield status_html(f"Loading model {Path(model).name}…"), keep, keep, keep
         try:
@@ -357,7 +417,8 @@ class Studio:
 
         def work() -> None:
             try:
-                events.put(("done", run_generation(pipe, req, on_step, s.cancel)))
+                cancelled = lambda: s.cancel.is_set() or stop.is_set()  # noqa: E731
+                events.put(("done", run_generation(pipe, req, on_step, cancelled)))
             except GenerationCancelled as exc:
                 events.put(("cancelled", exc))
             except FantasyWorldError as exc:
@@ -412,6 +473,7 @@ class Studio:
             yield status_html(f"Export failed: {exc}", "error"), keep, keep, keep
             return
         self.last_timing.export_s = time.perf_counter() - t1
+        self.janitor.handed_out(s, [run / "bundle" / "video.mp4", run / "bundle" / "depth.mp4", *files])
         bundle = run / "bundle"
         timings = getattr(world, "timings", {}) or {}
         took = f" in {timings['total']:.1f} s" if "total" in timings else ""
@@ -429,11 +491,15 @@ class Studio:
         if not file:
             yield status_html("No file given", "error"), keep, keep, keep
             return
-        s = self.session(request)
+        try:
+            s = self.session(request)
+        except FantasyWorldError as exc:
+            yield status_html(str(exc), "error"), keep, keep, keep
+            return
         s.busy = True
         try:
             path = checked_upload(file, self.upload_roots, "bundle")
-            world = open_upload(path, s.workdir)
+            world = open_upload(path, s.workdir, world_limits(self.models))
             max_points = as_int(max_points, "max_points")
         except FantasyWorldError as exc:
             yield status_html(f"Cannot open the file: {exc}", "error"), keep, keep, keep

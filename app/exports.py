@@ -5,16 +5,20 @@ Writing is the library's job (``write_bundle``); this module only picks what to 
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import shutil
 import zipfile
 import zlib
 from pathlib import Path
 
 from app.files import safe_name
+from app.limits import META_MAX_BYTES, WorldLimits, world_limits
 from fantasy_world.errors import FantasyWorldError, GeometryFormatError
 from fantasy_world.geometry import load_bundle, write_bundle
 from fantasy_world.geometry.world_data import WorldData
+from fantasy_world.validation import MAX_FRAMES, MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_STEPS
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,16 @@ SINGLE_FILES = (
     "meta.json",
 )
 MAX_ZIP_MEMBERS = 10_000
-MAX_UNZIPPED_BYTES = 2 << 30
+# meta.json numbers the exporters use, with the ranges a studio result can have.
+META_NUMBERS = {
+    "fps": (1.0, 240.0),
+    "seed": (0, 2**63 - 1),
+    "steps": (1, MAX_STEPS),
+    "guidance": (0.0, MAX_GUIDANCE),
+    "frames": (1, MAX_FRAMES),
+    "height": (1, 8192),
+    "width": (1, 8192),
+}
 
 
 def zip_folder(folder: Path, target: Path) -> Path:
@@ -64,30 +77,43 @@ def save_for_download(world: WorldData, run_dir: Path, max_points: int) -> list[
     return files
 
 
-def open_upload(path: Path, scratch: Path) -> WorldData:
-    """A world from an uploaded ``world.npz`` or a zipped bundle folder (checked before extracting)."""
+def open_upload(path: Path, scratch: Path, limits: WorldLimits | None = None) -> WorldData:
+    """A world from an uploaded ``world.npz`` or a zipped bundle folder.
+
+    Sizes are checked against ``limits`` (the largest world the studio makes) from the zip directory
+    and the .npy headers before anything is inflated; members are streamed to disk, never read whole.
+    """
+    limits = limits or world_limits()
     if path.suffix.lower() == ".npz":
-        return load_bundle(path)
+        return load_bundle(path, max_bytes=limits.max_npz_bytes)
     if path.suffix.lower() != ".zip":
         raise GeometryFormatError(f"{path.name}: expected a world.npz or a .zip of a bundle folder")
     try:
         with zipfile.ZipFile(path) as zf:
             members = zf.infolist()
-            if len(members) > MAX_ZIP_MEMBERS or sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
-                raise GeometryFormatError(f"{path.name}: zip too large to open")
+            if len(members) > MAX_ZIP_MEMBERS:
+                raise GeometryFormatError(
+                    f"{path.name}: {len(members)} files in the zip; expected at most {MAX_ZIP_MEMBERS}"
+                )
             npz = [m for m in members if Path(m.filename).name == "world.npz" and not m.is_dir()]
             if not npz:
                 raise GeometryFormatError(f"{path.name}: expected a bundle zip containing world.npz")
-            if npz[0].file_size > MAX_UNZIPPED_BYTES:
-                raise GeometryFormatError(f"{path.name}: world.npz too large to open")
+            prefix = Path(npz[0].filename).parent
+            wanted = {"world.npz": limits.max_npz_bytes, "meta.json": META_MAX_BYTES}
+            infos = {name: _member(zf, (prefix / name).as_posix()) for name in wanted}
+            for name, info in infos.items():
+                if info is not None and info.file_size > wanted[name]:
+                    raise GeometryFormatError(
+                        f"{path.name}: {name} unpacks to {info.file_size / 1e6:.0f} MB; expected at most "
+                        f"{wanted[name] / 1e6:.0f} MB (the largest world this studio makes)"
+                    )
             target = scratch / "opened"
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir(parents=True)
-            prefix = Path(npz[0].filename).parent
-            for name in ("world.npz", "meta.json"):
-                inner = (prefix / name).as_posix()
-                if inner in zf.namelist():
-                    (target / name).write_bytes(zf.read(inner))
+            for name, info in infos.items():
+                if info is not None:  # streamed; zipfile stops at the declared size and checks the CRC
+                    with zf.open(info) as src, open(target / name, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
     except FantasyWorldError:
         raise
     except (
@@ -102,4 +128,39 @@ def open_upload(path: Path, scratch: Path) -> WorldData:
         raise GeometryFormatError(f"{path.name}: not a readable zip file") from None
     except (OSError, ValueError) as exc:
         raise GeometryFormatError(f"{path.name}: not a readable zip file ({type(exc).__name__})") from None
-    return load_bundle(target)
+    check_meta(target / "meta.json")
+    return load_bundle(target, max_bytes=limits.max_npz_bytes)
+
+
+def _member(zf: zipfile.ZipFile, name: str) -> zipfile.ZipInfo | None:
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        return None
+    return None if info.is_dir() else info
+
+
+def check_meta(path: Path) -> None:
+    """meta.json of a re-opened bundle: only sane values reach the exporters (fps, prompt, seed, sizes)."""
+    if not path.is_file():
+        return
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        raise GeometryFormatError("meta.json: not valid JSON; expected the bundle's own meta.json") from None
+    if not isinstance(meta, dict):
+        raise GeometryFormatError("meta.json: expected a JSON object")
+    for key, (lo, hi) in META_NUMBERS.items():
+        value = meta.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise GeometryFormatError(f"meta.json: {key!r} expected a number in [{lo:g}, {hi:g}]")
+        if not lo <= value <= hi:
+            raise GeometryFormatError(f"meta.json: {key}={value:g}; expected a number in [{lo:g}, {hi:g}]")
+    for key in ("prompt", "negative_prompt", "model"):
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_PROMPT_CHARS):
+            raise GeometryFormatError(
+                f"meta.json: {key!r} expected text of at most {MAX_PROMPT_CHARS} characters"
+            )

@@ -153,7 +153,7 @@ def run_generation(
     pipe: FantasyWorldPipeline,
     request: dict[str, Any],
     on_step: Callable[[StepInfo], None] | None,
-    cancel: threading.Event,
+    cancel: threading.Event | Callable[[], bool],
 ) -> WorldResult:
     """One generation, holding the GPU slot; returns numpy-only results (safe across ZeroGPU)."""
     with _RUN_LOCK:

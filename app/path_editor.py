@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import colorsys
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,9 +17,9 @@ import viser
 from app.framing import content_points, frame_scene, ground_plane, robust_centre_radius
 from app.playback import Playback
 from app.scene_data import pose_to_wxyz_position, scene_extent, wxyz_position_to_pose
-from app.stage import apply_framing, draw_ground
+from app.stage import apply_framing, draw_ground, scene_lock
 from fantasy_world.camera import CameraPath
-from fantasy_world.errors import FantasyWorldError
+from fantasy_world.errors import FantasyWorldError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ class PathEditor:
         self.show_gizmos = True
         self.message = ""
         self.version = 0  # bumped on every edit; the UI compares it to know the path changed
-        self._lock = threading.RLock()
+        self._lock = scene_lock(server)  # shared with the viewer and the framing: one owner
         self._gizmo: Any = None
         self._frustums: list[Any] = []
         self._scale = 0.1
@@ -89,13 +88,33 @@ class PathEditor:
 
     # ------------------------------------------------------------------------------------ editing
     def set_path(self, path: CameraPath) -> None:
-        """Replace the whole path (preset, uploaded file)."""
+        """Replace the whole path (preset, uploaded file).
+
+        The new path is sampled before anything changes, and if drawing it still fails the previous
+        path is put back, so a bad file never leaves a half-installed path behind.
+        """
+        try:
+            path.sample()
+            path.evaluate(np.linspace(0.0, 1.0, DENSE_SAMPLES))
+        except FantasyWorldError:
+            raise
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            raise InputError(f"camera path: cannot be sampled ({type(exc).__name__})") from None
         with self._lock:
-            self.path = path
-            self.selected = 0
-            self.gui_loop.value = path.settings.loop
-            self._edited()
-            self.frame_view()
+            previous, previous_selected = self.path, self.selected
+            try:
+                self.path = path
+                self.selected = 0
+                self.gui_loop.value = path.settings.loop
+                self._edited()
+                self.frame_view()
+            except Exception as exc:
+                log.warning("camera path could not be drawn (%s); keeping the previous one", exc)
+                self.path, self.selected = previous, previous_selected
+                self._edited()
+                if isinstance(exc, FantasyWorldError):
+                    raise
+                raise InputError(f"camera path: cannot be drawn ({type(exc).__name__})") from None
 
     def set_frames(self, num_frames: int, fps: float | None = None) -> None:
         with self._lock:
@@ -173,9 +192,10 @@ class PathEditor:
             self._color_frustums()
 
     def _on_fov(self) -> None:
-        kf = self.path.keyframes[self.selected]
-        if abs(kf.fov_y_deg - float(self.gui_fov.value)) > 1e-6:
-            self.update_keyframe(self.selected, fov_y_deg=float(self.gui_fov.value))
+        with self._lock:
+            kf = self.path.keyframes[self.selected]
+            if abs(kf.fov_y_deg - float(self.gui_fov.value)) > 1e-6:
+                self.update_keyframe(self.selected, fov_y_deg=float(self.gui_fov.value))
 
     def _move(self, delta: int) -> None:
         target = self.selected + delta
@@ -187,9 +207,10 @@ class PathEditor:
         self._set_cameras(kf.c2w, kf.fov_y_deg, [event.client] if event.client else None)
 
     def _set_gizmos(self, show: bool) -> None:
-        self.show_gizmos = show
-        if self._gizmo is not None:
-            self._gizmo.visible = show
+        with self._lock:
+            self.show_gizmos = show
+            if self._gizmo is not None:
+                self._gizmo.visible = show
 
     # ------------------------------------------------------------------------------------ drawing
     def redraw(self, keys: bool = True) -> None:
@@ -261,19 +282,20 @@ class PathEditor:
 
     def _on_drag(self) -> None:
         """The gizmo moved or rotated: update the selected keyframe, its frustum and the spline."""
-        gizmo, index = self._gizmo, self.selected
-        if gizmo is None:
-            return
-        c2w = wxyz_position_to_pose(np.asarray(gizmo.wxyz), np.asarray(gizmo.position))
-        if np.allclose(c2w, self.path.keyframes[index].c2w, atol=1e-6):
-            return  # our own re-positioning of the gizmo, not a drag
-        try:
-            self.update_keyframe(index, c2w=c2w)
-        except FantasyWorldError as exc:
-            self._report(str(exc))
-            return
-        if index < len(self._frustums):
-            self._frustums[index].wxyz, self._frustums[index].position = gizmo.wxyz, gizmo.position
+        with self._lock:
+            gizmo, index = self._gizmo, self.selected
+            if gizmo is None:
+                return
+            c2w = wxyz_position_to_pose(np.asarray(gizmo.wxyz), np.asarray(gizmo.position))
+            if np.allclose(c2w, self.path.keyframes[index].c2w, atol=1e-6):
+                return  # our own re-positioning of the gizmo, not a drag
+            try:
+                self.update_keyframe(index, c2w=c2w)
+            except FantasyWorldError as exc:
+                self._report(str(exc))
+                return
+            if index < len(self._frustums):
+                self._frustums[index].wxyz, self._frustums[index].position = gizmo.wxyz, gizmo.position
 
     def _select_from_click(self, index: int) -> None:
         self.gui_key.value = index

@@ -13,6 +13,7 @@ import gzip
 import logging
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 import viser
 import websockets
@@ -20,6 +21,7 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import RedirectResponse, Response
 
 from app.sessions import SessionRegistry
+from app.viewer_auth import proxy_headers
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,11 @@ def add_viser_routes(app: FastAPI, registry: SessionRegistry) -> None:
 
     @app.get("/viser/{token}")
     async def viser_redirect(token: str) -> Response:
-        return RedirectResponse(url=f"{token}/", status_code=307)
+        # Only a live token gets a redirect, and only to its own page (a relative path on this
+        # origin): "/viser/https:evil.example" must never become "Location: https:evil.example/".
+        if registry.by_token(token) is None:
+            return Response("unknown or expired viewer session; reload the page", status_code=404)
+        return RedirectResponse(url=f"./{quote(token, safe='')}/", status_code=307)
 
     @app.get("/viser/{token}/")
     async def viser_page(token: str, request: Request) -> Response:
@@ -63,6 +69,7 @@ def add_viser_routes(app: FastAPI, registry: SessionRegistry) -> None:
             upstream = await websockets.connect(
                 f"ws://127.0.0.1:{session.port}",
                 subprotocols=protocols or None,
+                additional_headers=proxy_headers(session.viewer_key),
                 max_size=None,
                 compression=None,
                 open_timeout=10,
@@ -72,6 +79,7 @@ def add_viser_routes(app: FastAPI, registry: SessionRegistry) -> None:
             await ws.close(code=1011)
             return
         await ws.accept(subprotocol=upstream.subprotocol)
+        session.viewer_connected = True  # a browser page, not an API script: the long TTL applies
 
         async def down() -> None:
             async for message in upstream:

@@ -6,9 +6,11 @@ import argparse
 import contextlib
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import gradio as gr
 import uvicorn
@@ -16,6 +18,7 @@ from fastapi import FastAPI
 
 from app.callbacks import Studio
 from app.files import MAX_UPLOAD_BYTES
+from app.guard import StudioGuard
 from app.proxy import add_viser_routes
 from app.sessions import free_port
 from app.ui import CSS, build_ui
@@ -28,12 +31,20 @@ QUEUE_MAX = 20  # Gradio's queue; beyond it requests are refused with Gradio's "
 def create_app(studio: Studio | None = None) -> tuple[FastAPI, Studio]:
     """The ASGI app and its state; sessions are all closed when the server stops."""
     studio = studio or Studio()
+    root = studio.registry.root.resolve()
+    if not any(root.is_relative_to(Path(p).resolve()) for p in (tempfile.gettempdir(), os.getcwd())):
+        # Results reach the page as Gradio's cache copies, which it only makes from the temp folder or
+        # the working directory; serving the session root by path (allowed_paths) is what we avoid.
+        raise ValueError(
+            f"session root {root}: expected a folder under {tempfile.gettempdir()} or {os.getcwd()}"
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         studio.registry.start_sweeper()
         yield
-        studio.registry.close_all()
+        studio.registry.close_all()  # each session's folder, cached copies and uploads go with it
+        studio.janitor.shutdown()
 
     app = FastAPI(lifespan=lifespan)
     add_viser_routes(app, studio.registry)  # before Gradio's catch-all mount
@@ -45,10 +56,15 @@ def create_app(studio: Studio | None = None) -> tuple[FastAPI, Studio]:
         path="/",
         css=CSS,
         ssr_mode=False,
-        allowed_paths=[str(studio.registry.root)],
         max_file_size=MAX_UPLOAD_BYTES,
         footer_links=["gradio"],
     )
+    # Session folders are never served by path (no allowed_paths): handlers' outputs reach the page
+    # as Gradio's content-hashed cache copies. mount_gradio_app leaves has_launched False, which
+    # turns Gradio's own FileData path check off; on, it refuses event inputs outside its upload
+    # folder (and the guard below already refused anything this visitor did not upload).
+    demo.has_launched = True
+    app.add_middleware(StudioGuard, book=studio.visitors, trust_forwarded=studio.trust_forwarded)
     return app, studio
 
 

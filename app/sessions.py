@@ -17,6 +17,8 @@ import socket
 import tempfile
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,14 +27,19 @@ import viser
 
 from app.framing import frame_scene, ground_plane
 from app.path_editor import PathEditor
-from app.stage import apply_framing, draw_ground
+from app.stage import apply_framing, draw_ground, scene_lock
 from app.viewer import WorldViewer
+from app.viewer_auth import viewer_secret
 from fantasy_world.errors import FantasyWorldError
 from fantasy_world.geometry.world_data import WorldData
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = float(os.environ.get("FW_STUDIO_TTL_S", 3600))  # idle time before a session's files go
+# A session whose page never connected its 3-D view (an API script, not a browser) goes much sooner.
+DEFAULT_API_TTL_S = float(os.environ.get("FW_STUDIO_API_TTL_S", 300))
+DEFAULT_MAX_PER_ADDRESS = int(os.environ.get("FW_STUDIO_MAX_PER_IP", 4))
+MAX_REMEMBERED_CLOSED = 10_000
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -61,6 +68,10 @@ class Session:
     last_seen: float = field(default_factory=time.time)
     busy: bool = False  # a generation or re-open is running for this session
     closed: bool = False
+    address: str | None = None  # the client's IP (None for in-process callers: tests, notebooks)
+    visitor: str | None = None  # the visitor secret it was opened with
+    viewer_connected: bool = False  # set by the proxy once a browser's 3-D view connected
+    viewer_key: str = ""  # the secret the proxy presents to this session's viser server
 
     def touch(self) -> None:
         self.last_seen = time.time()
@@ -76,14 +87,15 @@ class Session:
 
     def frame_scene(self, world_path: bool = False) -> None:
         """Frame the view on the path and any generated points (``world_path``: the world's own path)."""
-        world = self.viewer.world
-        if world_path and world is not None:
-            c2w = np.asarray(world.requested_c2w)
-        else:
-            c2w = self.editor.path.sample().c2w
-        points = self.viewer.sample_points()
-        apply_framing(self.server, frame_scene(c2w, points))
-        draw_ground(self.server, ground_plane(c2w, points))
+        with scene_lock(self.server):
+            world = self.viewer.world
+            if world_path and world is not None:
+                c2w = np.asarray(world.requested_c2w)
+            else:
+                c2w = self.editor.path.sample().c2w
+            points = self.viewer.sample_points()
+            apply_framing(self.server, frame_scene(c2w, points))
+            draw_ground(self.server, ground_plane(c2w, points))
 
     def next_run_dir(self) -> Path:
         """A fresh folder for one result; refuses once closed so a late result cannot recreate files."""
@@ -112,30 +124,61 @@ class SessionRegistry:
     """Thread-safe map of live sessions, with a cap so a crowd cannot exhaust ports and memory."""
 
     def __init__(
-        self, root: Path | None = None, max_sessions: int = 16, ttl_s: float = DEFAULT_TTL_S
+        self,
+        root: Path | None = None,
+        max_sessions: int = 16,
+        ttl_s: float = DEFAULT_TTL_S,
+        max_per_address: int = DEFAULT_MAX_PER_ADDRESS,
+        api_ttl_s: float = DEFAULT_API_TTL_S,
     ) -> None:
         self.root = Path(root or Path(tempfile.gettempdir()) / "fantasyworld-studio")
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_sessions = max_sessions
+        self.max_per_address = max_per_address
         self.ttl_s = float(ttl_s)
+        self.api_ttl_s = min(float(api_ttl_s), self.ttl_s)
+        self.on_close: list[Callable[[Session], None]] = []  # cleanup hooks (uploads, Gradio's copies)
+        self.on_sweep: list[Callable[[], object]] = []  # run after every sweep (stray temp files)
         self._lock = threading.Lock()
         self._by_key: dict[str, Session] = {}
         self._by_token: dict[str, Session] = {}
+        self._closed: OrderedDict[str, float] = OrderedDict()  # keys never to be re-created
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
 
-    def open(self, key: str) -> Session:
-        """The session for ``key``, created on first use."""
+    def open(
+        self, key: str, address: str | None = None, visitor: str | None = None, page_load: bool = False
+    ) -> Session:
+        """The session for ``key``, created on first use.
+
+        A closed key is only opened again by a page load (``page_load``), never by a late request of
+        the closed tab. ``address`` (the client's IP) counts against ``max_per_address``, so one client
+        cannot take every slot.
+        """
         with self._lock:
             if key in self._by_key:
                 session = self._by_key[key]
                 session.touch()
                 return session
+            if key in self._closed and not page_load:
+                raise FantasyWorldError(
+                    "this tab's session was closed (tab closed or expired); reload the page"
+                )
             if len(self._by_key) >= self.max_sessions:
                 raise FantasyWorldError(
                     f"the studio already has {self.max_sessions} open sessions; close a tab or try again later"
                 )
-            server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
+            if address is not None:
+                mine = sum(1 for s in self._by_key.values() if s.address == address)
+                if mine >= self.max_per_address:
+                    raise FantasyWorldError(
+                        f"{mine} studio tabs are already open from your address (at most "
+                        f"{self.max_per_address}); close one or wait a few minutes"
+                    )
+            self._closed.pop(key, None)
+            viewer_key = secrets.token_urlsafe(24)
+            with viewer_secret(viewer_key):  # the server answers only requests carrying this secret
+                server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
             server.scene.set_up_direction("-y")  # OpenCV world: y points down
             # Points, frustums, lines and the grid cast no useful shadows, but viser's default key light
             # renders three shadow cascades every frame: off, the browser draws each frame for less.
@@ -148,6 +191,7 @@ class SessionRegistry:
             viewer = WorldViewer(server)
             workdir = Path(tempfile.mkdtemp(prefix="session-", dir=self.root))
             session = Session(key, secrets.token_urlsafe(16), server, editor, viewer, workdir)
+            session.address, session.visitor, session.viewer_key = address, visitor, viewer_key
             editor.framer = session.frame_scene
             viewer.on_world = lambda _world: session.frame_scene(world_path=True)
             frame_button.on_click(lambda _: session.frame_scene())
@@ -170,9 +214,26 @@ class SessionRegistry:
             session = self._by_key.pop(key, None)
             if session is not None:
                 self._by_token.pop(session.token, None)
+                self._closed[key] = time.time()
+                while len(self._closed) > MAX_REMEMBERED_CLOSED:
+                    self._closed.popitem(last=False)
         if session is not None:
             session.close()
+            for hook in list(self.on_close):
+                try:
+                    hook(session)
+                except Exception:
+                    log.exception("session %s: cleanup hook failed", key[:8])
             log.info("session %s closed", key[:8])
+
+    def count(self, address: str | None = None, visitor: str | None = None) -> int:
+        """Open sessions, optionally only those of one address or one visitor."""
+        with self._lock:
+            return sum(
+                1
+                for s in self._by_key.values()
+                if (address is None or s.address == address) and (visitor is None or s.visitor == visitor)
+            )
 
     def close_all(self) -> None:
         self._stop.set()
@@ -181,14 +242,17 @@ class SessionRegistry:
 
     # ------------------------------------------------------------------------------ time to live
     def expired(self, now: float | None = None) -> list[str]:
-        """Sessions nobody uses: no connected viewer, nothing running, no request for ``ttl_s``."""
+        """Sessions nobody uses: no connected viewer, nothing running, no request for ``ttl_s``
+        (``api_ttl_s`` when no browser ever connected its 3-D view: an API script, not a page)."""
         now = time.time() if now is None else now
         with self._lock:
             sessions = list(self._by_key.values())
         return [
             s.key
             for s in sessions
-            if not s.busy and now - s.last_seen > self.ttl_s and not s.server.get_clients()
+            if not s.busy
+            and now - s.last_seen > (self.ttl_s if s.viewer_connected else self.api_ttl_s)
+            and not s.server.get_clients()
         ]
 
     def sweep(self, now: float | None = None) -> int:
@@ -209,6 +273,11 @@ class SessionRegistry:
             if folder.is_dir() and not folder.is_symlink() and folder.resolve() not in owned and stale:
                 shutil.rmtree(folder, ignore_errors=True)
                 gone += 1
+        for hook in list(self.on_sweep):
+            try:
+                hook()
+            except Exception:
+                log.exception("sweep hook failed")
         return gone
 
     def start_sweeper(self, every_s: float = 60.0) -> None:

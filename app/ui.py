@@ -10,6 +10,7 @@ import gradio as gr
 
 from app.callbacks import EXPORT_FORMATS, MAX_PRESET_PARAMS, Studio
 from app.models import DEFAULT_MODEL
+from app.uploads import CheckedFile, CheckedImage, UploadHandlers
 from fantasy_world.camera import PRESETS
 from fantasy_world.model_folder import TINY_DEFAULTS
 
@@ -56,7 +57,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 prompt = gr.Textbox(label="Prompt", lines=3, elem_id="fw-prompt")
                 with gr.Accordion("Negative prompt", open=False):
                     negative = gr.Textbox(label="Negative prompt", lines=2, show_label=False)
-                image = gr.Image(
+                image = CheckedImage(
                     label="Start image (image-to-world models)",
                     type="filepath",
                     height=160,
@@ -110,7 +111,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
                     generate = gr.Button("Generate", variant="primary", elem_id="fw-generate")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="fw-cancel")
                 with gr.Accordion("Camera path files", open=False):
-                    path_file = gr.File(
+                    path_file = CheckedFile(
                         label="Import path (drop a .json / .txt)",
                         file_types=[".json", ".txt"],
                         elem_id="fw-path-upload",
@@ -120,7 +121,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
                         export_btn = gr.Button("Export path")
                     export_file = gr.File(label="Exported path", interactive=False)
                 with gr.Accordion("Re-open a result", open=False):
-                    reopen_file = gr.File(
+                    reopen_file = CheckedFile(
                         label="world.npz or bundle .zip", file_types=[".npz", ".zip"], elem_id="fw-reopen"
                     )
             with gr.Column(scale=3, min_width=480):
@@ -149,7 +150,9 @@ def build_ui(studio: Studio) -> gr.Blocks:
         for slider in params:
             slider.release(studio.apply_preset, [preset, frames, *params], status, trigger_mode="always_last")
         frames.release(studio.set_frames, frames, status)
-        path_file.upload(studio.upload_path, path_file, status)
+        uploads = UploadHandlers(studio)  # our checks first; a refused file is cleared with a one-line reason
+        image.upload(uploads.start_image, image, [image, status])
+        path_file.upload(uploads.camera_file, path_file, [status, path_file])
         export_btn.click(studio.export_path, export_fmt, [export_file, status])
         gen_inputs = [
             prompt,
@@ -174,5 +177,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             show_progress="minimal",
         )
         cancel.click(studio.cancel, None, status, concurrency_limit=None, queue=False)
-        reopen_file.upload(studio.reopen, [reopen_file, max_points], [status, video, depth, downloads])
+        reopen_file.upload(
+            uploads.bundle, [reopen_file, max_points], [status, video, depth, downloads, reopen_file]
+        )
     return demo

@@ -7,7 +7,6 @@ camera); playback and the fused/current toggle only flip visibility inside ``ser
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +24,7 @@ from app.scene_data import (
     scene_extent,
     world_frame_points,
 )
+from app.stage import scene_lock
 from fantasy_world.geometry.world_data import WorldData
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class WorldViewer:
         self.last_draw_s = 0.0
         self.sent_bytes = 0  # payload bytes handed to viser for the current world
         self.on_world: Callable[[WorldData], None] | None = None  # called once a world is drawn
-        self._lock = threading.RLock()
+        self._lock = scene_lock(server)  # shared with the path editor and the framing: one owner
         self._frames: list[Any] = []
         self._clouds: list[Any] = []
         self._frustums: list[Any] = []

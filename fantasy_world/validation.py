@@ -86,7 +86,9 @@ def check_seed(seed: object) -> int:
     return int(seed)
 
 
-def check_image_file(path: object, name: str = "image") -> tuple[int, int]:
+def check_image_file(
+    path: object, name: str = "image", max_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[int, int]:
     """A start-image file that is bounded in bytes and pixels and fully decodes; returns (width, height).
 
     The pixel bound is read from the header before any decoding, so a decompression bomb costs nothing.
@@ -111,15 +113,13 @@ def check_image_file(path: object, name: str = "image") -> tuple[int, int]:
     try:
         with Image.open(p) as im:
             w, h = im.size
-            if w < 1 or h < 1 or w * h > MAX_IMAGE_PIXELS:
-                raise InputError(f"{name} {p.name}: {w}x{h} pixels; expected 1 to {MAX_IMAGE_PIXELS} pixels")
+            if w < 1 or h < 1 or w * h > max_pixels:
+                raise InputError(f"{name} {p.name}: {w}x{h} pixels; expected 1 to {max_pixels} pixels")
             im.load()
     except InputError:
         raise
     except Image.DecompressionBombError:
-        raise InputError(
-            f"{name} {p.name}: too many pixels; expected at most {MAX_IMAGE_PIXELS} pixels"
-        ) from None
+        raise InputError(f"{name} {p.name}: too many pixels; expected at most {max_pixels} pixels") from None
     except (
         OSError,
         SyntaxError,
@@ -127,6 +127,8 @@ def check_image_file(path: object, name: str = "image") -> tuple[int, int]:
         EOFError,
         struct.error,
         zlib.error,
-    ) as exc:
-        raise InputError(f"{name} {p.name}: not a decodable image ({type(exc).__name__})") from None
+    ):
+        raise InputError(
+            f"{name} {p.name}: not a decodable image; expected a PNG, JPEG or WebP file"
+        ) from None
     return int(w), int(h)

@@ -164,3 +164,28 @@ def test_cancel_stops_generation(studio):
     studio.cancel(request=req())  # set before the first step: the loop stops at step 1
     out = list(gen)
     assert "Cancelled" in out[-1][0]
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [("time", "increasing times"), ("fov_y_deg", "field of view")],
+)
+def test_failed_path_file_keeps_the_previous_path(studio, tmp_path, edit, match):
+    """Equal keyframe times or a 0.001° FoV: one-line refusal, no traceback, the old path stays usable."""
+    import json
+
+    from fantasy_world.camera import save_camera_file
+
+    studio.apply_preset("pan", 9, request=req())
+    before = studio.registry.get("a").editor.path
+    source = tmp_path / "src.json"
+    save_camera_file(CameraPath.preset("orbit", num_frames=9), source, format="native")
+    data = json.loads(source.read_text())
+    for kf in data["keyframes"]:
+        kf[edit] = 0.5 if edit == "time" else 0.001
+    bad = tmp_path / f"bad_{edit}.json"
+    bad.write_text(json.dumps(data))
+    status = studio.upload_path(str(bad), request=req())
+    assert "fw-error" in status and match in status and str(tmp_path) not in status, status
+    assert studio.registry.get("a").editor.path is before
+    assert "fw-error" not in studio.set_frames(13, request=req())  # the old path still works

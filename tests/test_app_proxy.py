@@ -85,3 +85,18 @@ def test_session_hash_maps_to_distinct_tokens(served):
     _, studio = served
     html = studio.on_load(SimpleNamespace(session_hash="proxy-c"))
     assert studio.registry.get("proxy-c").token in html
+
+
+def test_session_viser_server_refuses_anyone_but_the_proxy(served):
+    """Issue 17: the per-session viser port is loopback-only and also demands the session's secret."""
+    server, studio = served
+    session = studio.registry.open("proxy-direct")
+    direct = f"127.0.0.1:{session.port}"
+    status, _ = _get(f"http://{direct}/")
+    assert status == 403
+    with pytest.raises(websockets.exceptions.InvalidStatus):
+        _pipe(f"ws://{direct}", f"viser-v{viser.__version__}")
+    proto, got = _pipe(
+        server.url.replace("http://", "ws://") + f"viser/{session.token}", f"viser-v{viser.__version__}"
+    )
+    assert got >= 1  # the proxy, which holds the secret, still gets through

@@ -28,6 +28,7 @@ from fantasy_world.geometry.world_data import WorldData
 log = logging.getLogger(__name__)
 
 _VERSIONED = ("fantasy-world-studio", "numpy", "torch", "trimesh", "imageio", "imageio-ffmpeg", "pillow")
+MAX_FPS = 240.0  # video players and encoders refuse far less; nothing we write is faster
 _OWN_META = ("frames", "height", "width", "fps", "num_points", "point_filter", "point_source", "depth_range")
 
 
@@ -140,10 +141,11 @@ def write_bundle(
     return files
 
 
-def load_bundle(path: str | Path, *, strict: bool = True) -> WorldData:
+def load_bundle(path: str | Path, *, strict: bool = True, max_bytes: int | None = None) -> WorldData:
     """Load a world from a bundle folder (world.npz + meta.json) or a .npz file directly.
 
     For a bare .npz, fps is 16 and meta is empty; ``strict=False`` accepts MegaSaM-style files.
+    ``max_bytes`` bounds the arrays' unpacked size, checked from the headers before decompressing.
     """
     path = Path(path)
     if path.is_dir():
@@ -160,10 +162,10 @@ def load_bundle(path: str | Path, *, strict: bool = True) -> WorldData:
             if not isinstance(meta, dict):
                 raise GeometryFormatError(f"{meta_path}: expected a JSON object")
         fps = meta.get("fps", 16.0)
-        if isinstance(fps, bool) or not isinstance(fps, int | float) or not fps > 0:
-            raise GeometryFormatError(f"{meta_path}: expected a positive number for 'fps'")
+        if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps <= MAX_FPS:
+            raise GeometryFormatError(f"{meta_path}: 'fps' expected a number in (0, {MAX_FPS:g}]")
         user_meta = {k: v for k, v in meta.items() if k not in _OWN_META}
-        return load_world_npz(npz_path, strict=strict, fps=float(fps), meta=user_meta)
+        return load_world_npz(npz_path, strict=strict, fps=float(fps), meta=user_meta, max_bytes=max_bytes)
     if path.is_file():
-        return load_world_npz(path, strict=strict)
+        return load_world_npz(path, strict=strict, max_bytes=max_bytes)
     raise GeometryFormatError(f"{path}: expected a bundle folder or a .npz file")

@@ -30,6 +30,7 @@ NPZ_KEYS = (
 )
 MEGASAM_KEYS = ("images", "depths", "intrinsic", "cam_c2w")
 _MAX_HEADER = 10_000
+_MAX_MEMBERS = 64  # a world has 8 arrays; thousands of members are only there to cost time
 
 
 def save_world_npz(path: str | Path, data: WorldData, *, compress: bool = False) -> Path:
@@ -56,6 +57,10 @@ def _read_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     try:
         with zipfile.ZipFile(path) as zf:
+            if len(zf.infolist()) > _MAX_MEMBERS:
+                raise GeometryFormatError(
+                    f"{path}: {len(zf.infolist())} members; expected at most {_MAX_MEMBERS} arrays"
+                )
             for info in zf.infolist():
                 if not info.filename.endswith(".npy"):
                     continue
@@ -125,13 +130,31 @@ def _validate(headers: dict, path: Path, strict: bool) -> None:
 
 
 def load_world_npz(
-    path: str | Path, *, strict: bool = True, fps: float = 16.0, meta: dict[str, Any] | None = None
+    path: str | Path,
+    *,
+    strict: bool = True,
+    fps: float = 16.0,
+    meta: dict[str, Any] | None = None,
+    max_bytes: int | None = None,
 ) -> WorldData:
     """Load a world.npz. ``strict=False`` also accepts MegaSaM outputs (images, depths, intrinsic, cam_c2w;
-    a single [3, 3] intrinsic is repeated), filling confidences with ones and points by unprojection."""
+    a single [3, 3] intrinsic is repeated), filling confidences with ones and points by unprojection.
+
+    ``max_bytes`` bounds the unpacked size of the arrays that are loaded; it is checked from the .npy
+    headers, so a small compressed file claiming gigabytes is refused before anything is inflated.
+    """
     path = Path(path)
     headers = _read_headers(path)
     _validate(headers, path, strict)
+    if max_bytes is not None:
+        unpacked = sum(
+            int(np.prod(shape, dtype=object)) * dtype.itemsize for shape, dtype in headers.values()
+        )
+        if unpacked > max_bytes:
+            raise GeometryFormatError(
+                f"{path.name}: arrays unpack to {unpacked / 1e6:.0f} MB; expected at most "
+                f"{max_bytes / 1e6:.0f} MB (the largest world this studio makes)"
+            )
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: np.asarray(npz[k]) for k in NPZ_KEYS if k in headers}
