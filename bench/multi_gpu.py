@@ -31,9 +31,9 @@ from fantasy_world.perf.bench_models import (  # noqa: E402
     wan13_config,
     wan_inputs,
 )
-from fantasy_world.perf.guidance import SequentialGuidance  # noqa: E402
 from fantasy_world.perf.parallel import GuidanceParallel, init_distributed, sequence_parallel_forward  # noqa: E402
 from fantasy_world.perf.timing import measure  # noqa: E402
+from fantasy_world.sampling.guidance import SequentialGuidance  # noqa: E402
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

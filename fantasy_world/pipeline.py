@@ -28,7 +28,9 @@ from fantasy_world.errors import GenerationCancelled, InputError, OutOfMemory
 from fantasy_world.geometry import WorldData, write_bundle
 from fantasy_world.model_folder import LoadedModel, load_model
 from fantasy_world.models.fantasy.pose_encoding import pose_encoding_to_extri_intri
-from fantasy_world.sampling import apply_guidance, flow_match_schedule, seeded_noise
+from fantasy_world.sampling import flow_match_schedule, seeded_noise
+from fantasy_world.sampling.guidance import GuidanceRunner, SequentialGuidance
+from fantasy_world.sampling.sampler import PassInputs, sample
 from fantasy_world.validation import (
     check_frames,
     check_guidance,
@@ -222,8 +224,22 @@ class FantasyWorldPipeline:
         self.device = device
         self.dtype = dtype
         self._prompt_cache: dict[str, torch.Tensor] = {}
-        # How the two guidance passes run (``fantasy_world.perf.guidance``); None = two sequential passes.
-        self.guidance_runner: Any = None
+        self._runner: GuidanceRunner = SequentialGuidance()
+
+    @property
+    def guidance_runner(self) -> GuidanceRunner:
+        """How the two guidance passes of a step run (``fantasy_world.sampling.guidance``); reset every call."""
+        return self._runner
+
+    @guidance_runner.setter
+    def guidance_runner(self, runner: GuidanceRunner | None) -> None:
+        if runner is None:
+            runner = SequentialGuidance()  # the official two passes
+        if not isinstance(runner, GuidanceRunner):
+            raise InputError(
+                f"guidance_runner: expected a GuidanceRunner (fantasy_world.sampling.guidance), got {type(runner).__name__}"
+            )
+        self._runner = runner
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -417,40 +433,31 @@ class FantasyWorldPipeline:
         lat_shape = (1, self.vae.cfg.z_dim, (frames - 1) // 4 + 1, height // 8, width // 8)
         latents = seeded_noise(lat_shape, seed, self.device, torch.float32)
         schedule = flow_match_schedule(steps, shift=d.shift if shift is None else shift)
-        geometry = None
+        inputs = PassInputs(cond, uncond, (height, width), camera=camera_feat, clip_fea=clip_fea, y=y)
         t1 = time.perf_counter()
-        for i in range(steps):
-            if _cancelled(cancel):
-                raise GenerationCancelled(f"generation cancelled before step {i + 1} of {steps}")
-            last = i == steps - 1
-            want_geo = last or (preview_every > 0 and (i + 1) % preview_every == 0)
-            t = schedule.timesteps[i : i + 1].to(self.device, torch.float32)
-            x = latents.to(self.dtype)
-            out, v_uncond = self._guidance_passes(
-                x,
-                t,
-                cond,
-                uncond,
-                want_geo,
-                clip_fea=clip_fea,
-                y=y,
-                camera=camera_feat,
-                image_hw=(height, width),
-            )
-            velocity = apply_guidance(
-                out.velocity.float(), None if v_uncond is None else v_uncond.float(), guidance
-            )
-            latents = schedule.step(latents, velocity, i)
+
+        def step_done(i: int, step_geometry: Any) -> None:
             preview = None
-            if want_geo:
-                geometry = out.geometry
-                if not last:
-                    arrays = self._geometry_to_numpy(geometry, height, width)
-                    preview = GeometryPreview(i + 1, *arrays[:6])
+            if step_geometry is not None and i < steps - 1:
+                arrays = self._geometry_to_numpy(step_geometry, height, width)
+                preview = GeometryPreview(i + 1, *arrays[:6])
             if on_step is not None:
                 on_step(
                     StepInfo(i + 1, steps, float(schedule.timesteps[i]), time.perf_counter() - t1, preview)
                 )
+
+        latents, geometry = sample(
+            self.model,
+            self.guidance_runner,
+            schedule,
+            latents,
+            inputs,
+            guidance=guidance,
+            dtype=self.dtype,
+            preview_every=preview_every,
+            on_step=step_done,
+            cancelled=lambda: _cancelled(cancel),
+        )
         timings["denoise"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
@@ -458,7 +465,6 @@ class FantasyWorldPipeline:
         images = _as_uint8_video(video)
         timings["decode"] = time.perf_counter() - t2
 
-        assert geometry is not None
         arrays = self._geometry_to_numpy(geometry, height, width)
         timings["total"] = time.perf_counter() - t0
         meta = self._meta(
@@ -473,17 +479,6 @@ class FantasyWorldPipeline:
             timings,
             requested_intrinsics=traj.intrinsics.astype(np.float32),
         )
-
-    def _guidance_passes(
-        self, x, t, cond, uncond, want_geo: bool, **kw: Any
-    ) -> tuple[Any, torch.Tensor | None]:
-        """Conditional output (geometry when ``want_geo``) and negative-pass velocity (None without guidance)."""
-        if self.guidance_runner is not None:
-            return self.guidance_runner(self.model, x, t, cond, uncond, want_geo=want_geo, **kw)
-        out = self.model(x, t, cond, return_geometry=want_geo, **kw)
-        if uncond is None:
-            return out, None
-        return out, self.model(x, t, uncond, return_geometry=False, **kw).velocity
 
     @_recover_from_oom
     @torch.no_grad()

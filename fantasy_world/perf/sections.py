@@ -34,11 +34,11 @@ from fantasy_world.perf.bench_models import (
 from fantasy_world.perf.compile import compile_blocks
 from fantasy_world.perf.diffusers_ref import build_diffusers_wan, diffusers_forward
 from fantasy_world.perf.flops import camera_adapter_flops, fantasy_flops, token_grid, wan_dit_flops
-from fantasy_world.perf.guidance import BatchedGuidance, SequentialGuidance
 from fantasy_world.perf.offload import enable_block_swap
 from fantasy_world.perf.probe import passing_backends, probe_in_child
 from fantasy_world.perf.timing import Timing, copy_bandwidth, matmul_ceiling, measure, sync, wall
 from fantasy_world.perf.weights import free_cuda
+from fantasy_world.sampling.guidance import BatchedGuidance, SequentialGuidance
 
 if TYPE_CHECKING:
     from fantasy_world.perf.suite import Context
