@@ -6,11 +6,13 @@ User mistakes print one line ``error: ...`` and exit with code 2; there is never
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputError
 
@@ -82,13 +84,36 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--width", type=int, default=832)
     cam.add_argument("--height", type=int, default=480)
 
-    from fantasy_world.bench_cli import add_bench_parser
     from fantasy_world.cli_train import add_eval_parser, add_train_parser
 
     add_train_parser(sub)
     add_eval_parser(sub)
-    add_bench_parser(sub)
+    harness = _bench_harness()
+    if harness is not None:
+        harness.add_bench_parser(sub)
+    else:
+        p = sub.add_parser(
+            "bench", help="GPU benchmark (needs a repository checkout: bench/ is not installed)"
+        )
+        p.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
+
+
+def _bench_harness() -> ModuleType | None:
+    """``bench.harness.cli`` from the repository checkout this package runs from, or None when installed.
+
+    The benchmark harness is repository tooling (``bench/``), not part of the installed package.
+    """
+    try:
+        return importlib.import_module("bench.harness.cli")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("bench", "bench.harness", "bench.harness.cli"):
+            raise
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "bench" / "harness" / "cli.py").is_file():
+        return None
+    sys.path.insert(0, str(root))
+    return importlib.import_module("bench.harness.cli")
 
 
 def _check_output_args(args: argparse.Namespace) -> None:
@@ -189,9 +214,13 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from fantasy_world.bench_cli import run_bench
-
-    return run_bench(args)
+    harness = _bench_harness()
+    if harness is None:
+        raise InputError(
+            "bench: the benchmark harness is repository tooling (bench/) and is not installed; "
+            "run `python -m fantasy_world bench` from a clone of the repository"
+        )
+    return harness.run_bench(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

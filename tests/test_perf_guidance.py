@@ -73,8 +73,8 @@ def test_pipeline_uses_runner_and_default_matches_sequential() -> None:
 def test_speed_up_switches() -> None:
     from types import SimpleNamespace
 
+    from fantasy_world.accel.speedups import speed_up
     from fantasy_world.models.wan.attention import get_attention_backend, set_attention_backend
-    from fantasy_world.perf.speedups import speed_up
     from fantasy_world.sampling.guidance import BatchedGuidance
 
     pipe = SimpleNamespace(model=None, guidance_runner=None)

@@ -91,7 +91,7 @@ def test_config_and_relative_l1() -> None:
 
 
 def test_tiny_pipeline_with_cache() -> None:
-    from fantasy_world.perf.speedups import speed_up
+    from fantasy_world.accel.speedups import speed_up
     from fantasy_world.pipeline import FantasyWorldPipeline
 
     pipe = FantasyWorldPipeline.from_pretrained("tiny", device="cpu")

@@ -105,7 +105,7 @@ def self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.T
     """Attention of the video tokens among themselves, [B, L, H, D] like :func:`attention`.
 
     Under :func:`sequence_hook` (sequence parallelism) the tokens are one rank's shard and the hook
-    attends over the whole sequence (``fantasy_world.perf.parallel.ulysses_attention``).
+    attends over the whole sequence (``fantasy_world.accel.parallel.ulysses_attention``).
     """
     hook = _sequence_hook[0]
     return attention(q, k, v) if hook is None else hook(q, k, v)
