@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_camera_support import REPO, point_in_front, project, trajectories, worldscore_example_path
 
+from bench.camera_examples import EXAMPLES, example_path
 from fantasy_world.camera import (
     CameraPath,
     CameraTrajectory,
@@ -19,7 +20,6 @@ from fantasy_world.camera import (
     load_camera_file,
     save_camera_file,
 )
-from fantasy_world.camera.examples import EXAMPLES, example_path
 from fantasy_world.camera.formats import dumps_camera, parse_camera_text
 from fantasy_world.errors import CameraFormatError
 
