@@ -23,7 +23,7 @@ from app.files import checked_upload, gradio_upload_root
 from app.gpu_queue import GpuQueue, PipelineCache, run_generation
 from app.models import model_choices
 from app.sessions import Session, SessionRegistry
-from fantasy_world.camera import PRESETS, CameraPath, read_camera_bytes, save_camera_file
+from fantasy_world.camera import PRESETS, CameraPath, as_camera_path, read_camera_bytes, save_camera_file
 from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputError
 from fantasy_world.pipeline import StepInfo, WorldResult
 from fantasy_world.validation import (
@@ -206,7 +206,7 @@ class Studio:
         try:
             path = checked_upload(file, self.upload_roots, "camera")
             loaded = read_camera_bytes(path.read_bytes(), path.name)
-            cam = loaded if isinstance(loaded, CameraPath) else CameraPath.from_trajectory(loaded)
+            cam = as_camera_path(loaded)
         except FantasyWorldError as exc:
             return status_html(f"Camera file rejected: {exc}", "error")
         except OSError as exc:
@@ -413,8 +413,7 @@ class Studio:
             return
         self.last_timing.export_s = time.perf_counter() - t1
         bundle = run / "bundle"
-        timings = getattr(world, "timings", {}) or {}
-        took = f" in {timings['total']:.1f} s" if "total" in timings else ""
+        took = f" in {world.timings['total']:.1f} s" if "total" in world.timings else ""
         yield (
             status_html(f"Done{took}: {world.num_frames} frames, {world.width}×{world.height}", "ok"),
             str(bundle / "video.mp4"),

@@ -15,11 +15,11 @@ from pathlib import Path
 from types import ModuleType
 
 from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputError
+from fantasy_world.limits import MAX_CAMERA_FRAMES
 
 log = logging.getLogger("fantasy_world")
 
 EXIT_USER_ERROR = 2
-MAX_PATH_FRAMES = 10000
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -184,18 +184,13 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
 
 
 def _run_camera(args: argparse.Namespace) -> int:
-    from fantasy_world.camera import CameraPath, read_camera_file, save_camera_file
+    from fantasy_world.camera import resolve_camera, save_camera_file
 
     frames = args.frames
-    if not 2 <= frames <= MAX_PATH_FRAMES:
-        raise InputError(f"--frames {frames}: expected between 2 and {MAX_PATH_FRAMES} camera frames")
-    if args.preset:
-        traj = CameraPath.preset(args.preset, num_frames=frames).sample(frames, args.width, args.height)
-    else:
-        loaded = read_camera_file(args.input, width=args.width, height=args.height)
-        if not isinstance(loaded, CameraPath):
-            loaded = loaded if len(loaded) == frames else CameraPath.from_trajectory(loaded)
-        traj = loaded.sample(frames, args.width, args.height) if isinstance(loaded, CameraPath) else loaded
+    if not 2 <= frames <= MAX_CAMERA_FRAMES:
+        raise InputError(f"--frames {frames}: expected between 2 and {MAX_CAMERA_FRAMES} camera frames")
+    source = args.preset if args.preset else Path(args.input)
+    traj = resolve_camera(source, frames, args.width, args.height)
     save_camera_file(traj, args.out, format=args.format)
     print(f"wrote {args.format} camera path with {traj.c2w.shape[0]} frames to {Path(args.out).resolve()}")
     return 0

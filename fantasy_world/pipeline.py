@@ -12,25 +12,25 @@ from __future__ import annotations
 import functools
 import gc
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from fantasy_world.camera import CameraPath, CameraTrajectory, plucker_rays, read_camera_file
+from fantasy_world.camera import CameraSource, CameraTrajectory, plucker_rays, resolve_camera
 from fantasy_world.errors import GenerationCancelled, InputError, OutOfMemory
-from fantasy_world.geometry import WorldData, write_bundle
+from fantasy_world.geometry import WorldData
 from fantasy_world.model_folder import LoadedModel, load_model
-from fantasy_world.models.fantasy.pose_encoding import pose_encoding_to_extri_intri
+from fantasy_world.readout import PredictedGeometry, read_geometry
 from fantasy_world.sampling import flow_match_schedule, seeded_noise
 from fantasy_world.sampling.guidance import GuidanceRunner, SequentialGuidance
 from fantasy_world.sampling.sampler import PassInputs, sample
+from fantasy_world.utils.versions import package_versions
 from fantasy_world.validation import (
     check_frames,
     check_guidance,
@@ -42,9 +42,6 @@ from fantasy_world.validation import (
 
 log = logging.getLogger(__name__)
 
-_CAMERA_SUFFIXES = {".json", ".txt"}
-MIN_FOV_DEG, MAX_FOV_DEG = 5.0, 170.0
-
 # Wan2.1's standard negative prompt (English rendering of the published Chinese one).
 WAN_NEGATIVE_PROMPT = (
     "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
@@ -55,16 +52,10 @@ WAN_NEGATIVE_PROMPT = (
 
 
 @dataclass
-class GeometryPreview:
+class GeometryPreview(PredictedGeometry):
     """Geometry read out of the conditional pass at an intermediate step (no video decode)."""
 
-    step: int
-    depths: np.ndarray  # [N, H, W]
-    depth_conf: np.ndarray
-    points: np.ndarray  # [N, H, W, 3] world (first predicted camera = identity)
-    points_conf: np.ndarray
-    cam_c2w: np.ndarray  # [N, 4, 4]
-    intrinsics: np.ndarray  # [N, 3, 3]
+    step: int = 0
 
 
 @dataclass
@@ -78,33 +69,7 @@ class StepInfo:
     preview: GeometryPreview | None = None
 
 
-@dataclass
-class WorldResult(WorldData):
-    """A generated world: :class:`WorldData` plus the request's intrinsics and the raw pose encodings."""
-
-    requested_intrinsics: np.ndarray | None = None
-    pose_enc: np.ndarray | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def save(self, out_dir: str | Path, **options: Any) -> dict[str, Path]:
-        """Write the output bundle (DESIGN §3) into ``out_dir`` and return the written paths by name."""
-        meta = dict(self.meta)
-        meta["timings_s"] = dict(self.timings)
-        return write_bundle(self._as_world_data(meta), out_dir, **options)
-
-    def _as_world_data(self, meta: dict[str, Any]) -> WorldData:
-        return WorldData(
-            images=self.images,
-            depths=self.depths,
-            depth_conf=self.depth_conf,
-            points=self.points,
-            points_conf=self.points_conf,
-            intrinsics=self.intrinsics,
-            cam_c2w=self.cam_c2w,
-            requested_c2w=self.requested_c2w,
-            fps=self.fps,
-            meta=meta,
-        )
+WorldResult = WorldData  # the pipeline's name for its result; one type from here to the bundle and viewer
 
 
 CancelFlag = threading.Event | Callable[[], bool] | None
@@ -182,34 +147,6 @@ def _recover_from_oom(fn: Callable[..., WorldResult]) -> Callable[..., WorldResu
     return wrapper
 
 
-def _world_result(
-    images: np.ndarray,
-    arrays: tuple[np.ndarray, ...],
-    requested_c2w: np.ndarray,
-    fps: float,
-    meta: dict[str, Any],
-    timings: dict[str, float],
-    requested_intrinsics: np.ndarray | None = None,
-) -> WorldResult:
-    """Assemble a result from decoded frames and the arrays of ``FantasyWorldPipeline._geometry_to_numpy``."""
-    depth, depth_conf, points, points_conf, cam_c2w, intrinsics, pose_enc = arrays
-    return WorldResult(
-        images=images,
-        depths=depth,
-        depth_conf=depth_conf,
-        points=points,
-        points_conf=points_conf,
-        intrinsics=intrinsics,
-        cam_c2w=cam_c2w,
-        requested_c2w=requested_c2w,
-        fps=fps,
-        meta=meta,
-        requested_intrinsics=requested_intrinsics,
-        pose_enc=pose_enc,
-        timings=timings,
-    )
-
-
 class FantasyWorldPipeline:
     """The generation entry point. Build it with :meth:`from_pretrained`."""
 
@@ -272,32 +209,14 @@ class FantasyWorldPipeline:
             self._prompt_cache[prompt] = feats.to(self.dtype)
         return self._prompt_cache[prompt]
 
-    def camera_trajectory(self, camera: Any, frames: int, height: int, width: int) -> CameraTrajectory:
+    def camera_trajectory(
+        self, camera: CameraSource, frames: int, height: int, width: int
+    ) -> CameraTrajectory:
         """A preset name, camera file, :class:`CameraPath` or :class:`CameraTrajectory` → ``frames`` cameras.
 
-        A trajectory with another frame count is re-sampled along a path through its frames, and its
-        intrinsics are rescaled to the output size (same field of view).
+        The same resolver as the CLI and the studio (:func:`fantasy_world.camera.resolve_camera`).
         """
-        if isinstance(camera, CameraTrajectory):
-            traj = (
-                camera if (camera.width, camera.height) == (width, height) else camera.resized(width, height)
-            )
-            if len(traj) == frames:
-                return traj
-            return CameraPath.from_trajectory(traj).sample(frames, width, height)
-        if isinstance(camera, CameraPath):
-            return camera.sample(frames, width, height)
-        if isinstance(camera, Path) or (
-            isinstance(camera, str) and Path(camera).suffix.lower() in _CAMERA_SUFFIXES
-        ):
-            return self.camera_trajectory(
-                read_camera_file(camera, width=width, height=height), frames, height, width
-            )
-        if isinstance(camera, str):
-            return CameraPath.preset(camera, num_frames=frames).sample(frames, width, height)
-        raise InputError(
-            f"camera: expected a preset name, a camera file, a CameraPath or a CameraTrajectory, got {type(camera).__name__}"
-        )
+        return resolve_camera(camera, frames, width, height)
 
     def _image_conditioning(
         self, image: torch.Tensor, frames: int, height: int, width: int
@@ -321,44 +240,13 @@ class FantasyWorldPipeline:
     def vae_dtype(self) -> torch.dtype:
         return next(self.vae.parameters()).dtype
 
-    # ------------------------------------------------------------------ geometry read-out
-    def _geometry_to_numpy(
-        self, geometry: Any, height: int, width: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Heads' output → numpy arrays with the first predicted camera moved to the identity.
-
-        The official exporter overwrites camera 0 with the identity; we instead re-express every camera
-        and every point in camera 0's frame, which keeps the relative poses the model predicted.
-        """
-        pose_enc = torch.nan_to_num(geometry.pose_enc[0].float(), nan=0.0, posinf=0.0, neginf=0.0)
-        # A FoV of 0 (ReLU output) would give an infinite focal length; keep decoded cameras physical.
-        fov = pose_enc[..., 7:9].clamp(math.radians(MIN_FOV_DEG), math.radians(MAX_FOV_DEG))
-        pose_enc = torch.cat([pose_enc[..., :7], fov], dim=-1)
-        w2c, K = pose_encoding_to_extri_intri(pose_enc, (height, width))
-        w2c44 = torch.eye(4, dtype=torch.float64).repeat(w2c.shape[0], 1, 1)
-        w2c44[:, :3, :4] = w2c.double().cpu()
-        c2w = torch.linalg.inv(w2c44)
-        to_first = w2c44[0]
-        c2w = to_first @ c2w
-        pts = geometry.world_points[0].double().cpu()
-        pts = pts @ to_first[:3, :3].T + to_first[:3, 3]
-        return (
-            geometry.depth[0].float().cpu().numpy(),
-            geometry.depth_conf[0].float().cpu().numpy(),
-            pts.float().numpy(),
-            geometry.world_points_conf[0].float().cpu().numpy(),
-            c2w.float().numpy(),
-            K.float().cpu().numpy(),
-            pose_enc.cpu().numpy(),
-        )
-
     # ------------------------------------------------------------------ generation
     @_recover_from_oom
     @torch.no_grad()
     def __call__(
         self,
         prompt: str,
-        camera: Any = "orbit",
+        camera: CameraSource = "orbit",
         image: Any = None,
         *,
         negative_prompt: str | None = None,
@@ -439,8 +327,7 @@ class FantasyWorldPipeline:
         def step_done(i: int, step_geometry: Any) -> None:
             preview = None
             if step_geometry is not None and i < steps - 1:
-                arrays = self._geometry_to_numpy(step_geometry, height, width)
-                preview = GeometryPreview(i + 1, *arrays[:6])
+                preview = GeometryPreview(**vars(read_geometry(step_geometry, height, width)), step=i + 1)
             if on_step is not None:
                 on_step(
                     StepInfo(i + 1, steps, float(schedule.timesteps[i]), time.perf_counter() - t1, preview)
@@ -465,19 +352,19 @@ class FantasyWorldPipeline:
         images = _as_uint8_video(video)
         timings["decode"] = time.perf_counter() - t2
 
-        arrays = self._geometry_to_numpy(geometry, height, width)
+        predicted = read_geometry(geometry, height, width)
         timings["total"] = time.perf_counter() - t0
         meta = self._meta(
             prompt, negative_prompt, seed, steps, guidance, frames, height, width, camera, scene_scale
         )
-        return _world_result(
-            images,
-            arrays,
-            c2w_req.astype(np.float32),
-            float(d.fps if fps is None else fps),
-            meta,
-            timings,
+        return WorldResult(
+            images=images,
+            **vars(predicted),
+            requested_c2w=c2w_req.astype(np.float32),
+            fps=float(d.fps if fps is None else fps),
+            meta=meta,
             requested_intrinsics=traj.intrinsics.astype(np.float32),
+            timings=timings,
         )
 
     @_recover_from_oom
@@ -512,25 +399,22 @@ class FantasyWorldPipeline:
         t = schedule.timesteps[index : index + 1].to(self.device, torch.float32)
         cond = self.encode_prompt(prompt if prompt.strip() else self.defaults.reconstruct_prompt)
         out = self.model(x, t, cond, camera=None, return_geometry=True, image_hw=(height, width))
-        arrays = self._geometry_to_numpy(out.geometry, height, width)
+        predicted = read_geometry(out.geometry, height, width)
         timings = {"total": time.perf_counter() - t0}
         meta = {"mode": "reconstruct", "model": self.name, "frames": frames, "height": height, "width": width}
         # With no requested path, the predicted cameras stand in for it.
-        return _world_result(video, arrays, arrays[4].copy(), fps, meta, timings)
+        return WorldResult(
+            images=video,
+            **vars(predicted),
+            requested_c2w=predicted.cam_c2w.copy(),
+            fps=fps,
+            meta=meta,
+            timings=timings,
+        )
 
     def _meta(
         self, prompt, negative_prompt, seed, steps, guidance, frames, height, width, camera, scene_scale
     ) -> dict:
-        import platform
-
-        import fantasy_world
-
-        versions = {
-            "fantasy_world": fantasy_world.__version__,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        }
         cam = camera if isinstance(camera, (str, Path)) else type(camera).__name__
         return {
             "prompt": prompt,
@@ -547,5 +431,5 @@ class FantasyWorldPipeline:
             "scene_scale": scene_scale,
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
-            "versions": versions,
+            "versions": package_versions(),
         }
