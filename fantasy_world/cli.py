@@ -92,10 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     if harness is not None:
         harness.add_bench_parser(sub)
     else:
-        p = sub.add_parser(
-            "bench", help="GPU benchmark (needs a repository checkout: bench/ is not installed)"
-        )
-        p.add_argument("rest", nargs=argparse.REMAINDER)
+        sub.add_parser("bench", help="GPU benchmark (needs a repository checkout: bench/ is not installed)")
     return parser
 
 
@@ -219,7 +216,10 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not (args.command == "bench" and _bench_harness() is None):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")  # what parse_args would say
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
