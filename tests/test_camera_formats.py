@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_camera_support import REPO, point_in_front, project, trajectories, worldscore_example_path
+from test_camera_support import (
+    REPO,
+    WORLDSCORE_EXAMPLE_NAME,
+    point_in_front,
+    project,
+    trajectories,
+    worldscore_example_path,
+)
 
 from bench.camera_examples import EXAMPLES, example_path
 from fantasy_world.camera import (
@@ -150,10 +157,8 @@ def test_worldscore_reference_example_is_forward_dolly() -> None:
 
 def test_bundled_example_copy_matches_reference() -> None:
     bundled = ASSETS / "worldscore_dolly_example.json"
-    shared = REPO.parent / "shared" / "reference" / "worldscore_camera_data_example.json"
-    if not shared.is_file():
-        pytest.skip("shared reference folder not beside the repo")
-    assert json.loads(bundled.read_text()) == json.loads(shared.read_text())
+    reference = REPO / "tests" / "fixtures" / WORLDSCORE_EXAMPLE_NAME  # the official WorldScore example
+    assert json.loads(bundled.read_text()) == json.loads(reference.read_text())
 
 
 @pytest.mark.parametrize("file_name", sorted(EXAMPLES))
