@@ -153,11 +153,6 @@ class CameraPath:
         self.keyframes = [self.keyframes[i] for i in order]
         self._edited()
 
-    def clear_times(self) -> None:
-        """Drop explicit keyframe times so frames are spread by distance again."""
-        for kf in self.keyframes:
-            kf.time = None
-
     def _check_index(self, index: int) -> int:
         if not isinstance(index, int) or not -len(self.keyframes) <= index < len(self.keyframes):
             raise CameraFormatError(f"keyframe {index!r}: expected an index below {len(self.keyframes)}")
