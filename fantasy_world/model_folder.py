@@ -93,10 +93,6 @@ class LoadedModel:
         return SizeLimits(max_pixels=cap)
 
 
-def _text_encoder_kind(cfg: FantasyWorldConfig) -> str:
-    return "minilm" if cfg.dit.text_dim == 384 else "umt5-xxl"
-
-
 def tiny_folder() -> Path:
     """The bundled tiny model's folder (installed package data first, then the checkout), or a clear error."""
     for folder in (INSTALLED_TINY_DIR, TINY_DIR):
@@ -130,7 +126,12 @@ def read_folder_config(folder: Path) -> dict[str, Any]:
 
 def load_our_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     meta = read_folder_config(folder)
-    cfg = config_from_dict(FantasyWorldConfig, meta["model"], "model")
+    text_meta = meta.get("text_encoder") or {}
+    model_dict = meta["model"]
+    if isinstance(model_dict, dict) and "text_encoder" not in model_dict and "kind" in text_meta:
+        # Folders written before the model config named its text encoder keep it only at the top level.
+        model_dict = {**model_dict, "text_encoder": text_meta["kind"]}
+    cfg = config_from_dict(FantasyWorldConfig, model_dict, "model")
     vae_cfg = config_from_dict(WanVAEConfig, meta["vae"], "vae")
     defaults = config_from_dict(GenerationDefaults, meta.get("defaults", {}), "defaults")
     model_file, vae_file = weights_path(folder, MODEL_FILE), weights_path(folder, VAE_FILE)
@@ -139,8 +140,7 @@ def load_our_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> L
         vae = WanVAE(vae_cfg)
     load_into_model(model, read_state_dict(model_file), source=str(model_file), dtype=dtype)
     load_into_model(vae, read_state_dict(vae_file), source=str(vae_file), dtype=torch.float32)
-    text_kind = meta.get("text_encoder", {}).get("kind", _text_encoder_kind(cfg))
-    text = load_text_encoder(text_kind, meta.get("text_encoder", {}).get("path"), device, torch.float32)
+    text = load_text_encoder(cfg.text_encoder, text_meta.get("path"), device, torch.float32)
     return LoadedModel(
         name=str(meta.get("name", folder.name)),
         model=model.to(device=device, dtype=dtype).eval(),
@@ -181,7 +181,7 @@ def save_our_folder(
         "trained": trained,
         "model": config_to_dict(model.cfg),
         "vae": config_to_dict(vae.cfg),
-        "text_encoder": {"kind": _text_encoder_kind(model.cfg)},
+        "text_encoder": {"kind": model.cfg.text_encoder},
         "defaults": config_to_dict(defaults),
         **(extra or {}),
     }
