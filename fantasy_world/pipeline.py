@@ -263,7 +263,7 @@ class FantasyWorldPipeline:
         cancel: CancelFlag = None,
         fps: float | None = None,
     ) -> WorldResult:
-        """Generate one world. See DESIGN §3; every argument is validated with a one-line error."""
+        """Generate one world. Every argument is validated with a one-line error; the result and its bundle: docs/ARCHITECTURE.md."""
         d = self.defaults
         prompt = check_prompt(prompt)
         negative_prompt = check_prompt(

@@ -68,7 +68,7 @@ def markdown_report(meta: dict, table: str) -> str:
         "",
         "Weights are seeded random values at the real sizes (the same values in ours and diffusers). "
         "Times are medians of CUDA-event timings after a warm-up; peak GiB is the allocator's peak during the "
-        "timed calls (weights included). FLOPs: `bench/harness/flops.py` (conventions of perf_anchors.md).",
+        "timed calls (weights included). FLOPs: `bench/harness/flops.py` (matmul 2·M·N·K, attention 4·Lq·Lk·d).",
         "",
         table,
     ]

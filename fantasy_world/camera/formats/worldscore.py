@@ -1,6 +1,6 @@
 """WorldScore / FantasyWorld ``camera_data.json``.
 
-Schema (official §3.2): ``focal_length`` (pixels, fx = fy, 500 if absent), ``scale`` (unused),
+Schema (as the official code reads it): ``focal_length`` (pixels, fx = fy, 500 if absent), ``scale`` (unused),
 ``cameras`` (keyframe c2w 4×4), ``cameras_interp`` (per-frame OpenCV c2w 4×4). We also write
 ``intrinsics`` ([N,3,3] pixels), ``image_size`` (``{width, height}``) and ``fps`` and use them when present, so our own
 files round-trip exactly while official files still read as the official code reads them.
