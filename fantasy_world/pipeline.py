@@ -263,7 +263,10 @@ class FantasyWorldPipeline:
         cancel: CancelFlag = None,
         fps: float | None = None,
     ) -> WorldResult:
-        """Generate one world. Every argument is validated with a one-line error; the result and its bundle: docs/ARCHITECTURE.md."""
+        """Generate one world; every argument is validated with a one-line error.
+
+        The result and the bundle it writes are described in docs/ARCHITECTURE.md.
+        """
         d = self.defaults
         prompt = check_prompt(prompt)
         negative_prompt = check_prompt(
