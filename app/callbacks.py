@@ -28,7 +28,7 @@ from app.models import model_choices
 from app.sessions import Session, SessionRegistry
 from app.uploads import UploadRejected
 from app.visitors import COOKIE, VisitorBook, client_address, session_key, trust_forwarded_default
-from fantasy_world.camera import PRESETS, CameraPath, read_camera_bytes, save_camera_file
+from fantasy_world.camera import PRESETS, CameraPath, as_camera_path, read_camera_bytes, save_camera_file
 from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputError
 from fantasy_world.pipeline import StepInfo, WorldResult
 from fantasy_world.validation import (
@@ -252,7 +252,7 @@ class Studio:
             s = self.session(request)
             path = checked_upload(file, self.upload_roots, "camera")
             loaded = read_camera_bytes(path.read_bytes(), path.name)
-            cam = loaded if isinstance(loaded, CameraPath) else CameraPath.from_trajectory(loaded)
+            cam = as_camera_path(loaded)
             s.editor.set_path(cam)  # refuses a path it cannot sample; the previous path stays
         except FantasyWorldError as exc:
             return status_html(f"Camera file rejected: {exc}", "error")
@@ -475,8 +475,7 @@ class Studio:
         self.last_timing.export_s = time.perf_counter() - t1
         self.janitor.handed_out(s, [run / "bundle" / "video.mp4", run / "bundle" / "depth.mp4", *files])
         bundle = run / "bundle"
-        timings = getattr(world, "timings", {}) or {}
-        took = f" in {timings['total']:.1f} s" if "total" in timings else ""
+        took = f" in {world.timings['total']:.1f} s" if "total" in world.timings else ""
         yield (
             status_html(f"Done{took}: {world.num_frames} frames, {world.width}×{world.height}", "ok"),
             str(bundle / "video.mp4"),

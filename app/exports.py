@@ -16,7 +16,7 @@ from pathlib import Path
 from app.files import safe_name
 from app.limits import META_MAX_BYTES, WorldLimits, world_limits
 from fantasy_world.errors import FantasyWorldError, GeometryFormatError
-from fantasy_world.geometry import load_bundle, write_bundle
+from fantasy_world.geometry import load_bundle
 from fantasy_world.geometry.world_data import WorldData
 from fantasy_world.validation import MAX_FRAMES, MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_STEPS
 
@@ -66,10 +66,7 @@ def bundle_zip_name(world: WorldData) -> str:
 def save_for_download(world: WorldData, run_dir: Path, max_points: int) -> list[Path]:
     """Write the bundle to ``run_dir/bundle`` and return the downloads: the bundle zip first, then each file."""
     bundle = run_dir / "bundle"
-    if hasattr(world, "save"):
-        world.save(bundle, max_points=max_points)
-    else:
-        write_bundle(world, bundle, max_points=max_points)
+    world.save(bundle, max_points=max_points)
     files = [zip_folder(bundle, run_dir / bundle_zip_name(world))]
     files += [bundle / name for name in SINGLE_FILES if (bundle / name).is_file()]
     if (bundle / "colmap").is_dir():

@@ -1,6 +1,6 @@
 """Run the GPU benchmark without the CLI wiring: ``python bench/gpu_bench.py [bench options]``.
 
-Same options as ``python -m fantasy_world bench`` (see ``fantasy_world/bench_cli.py``).
+Same options as ``python -m fantasy_world bench`` (see ``bench/harness/cli.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fantasy_world.bench_cli import add_bench_parser, run_bench  # noqa: E402
+from bench.harness.cli import add_bench_parser, run_bench  # noqa: E402
 from fantasy_world.errors import FantasyWorldError  # noqa: E402
 
 

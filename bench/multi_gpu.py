@@ -21,7 +21,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fantasy_world.perf.bench_models import (  # noqa: E402
+from bench.harness.bench_models import (  # noqa: E402
     SMALL_SIZE,
     T2V_SIZE,
     build_fantasy,
@@ -31,9 +31,9 @@ from fantasy_world.perf.bench_models import (  # noqa: E402
     wan13_config,
     wan_inputs,
 )
-from fantasy_world.perf.guidance import SequentialGuidance  # noqa: E402
-from fantasy_world.perf.parallel import GuidanceParallel, init_distributed, sequence_parallel_forward  # noqa: E402
-from fantasy_world.perf.timing import measure  # noqa: E402
+from bench.harness.timing import measure  # noqa: E402
+from fantasy_world.accel.parallel import GuidanceParallel, init_distributed, sequence_parallel_forward  # noqa: E402
+from fantasy_world.sampling.guidance import SequentialGuidance  # noqa: E402
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

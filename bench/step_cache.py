@@ -21,9 +21,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fantasy_world.evaluation.metrics import psnr, rotation_angle_deg  # noqa: E402
-from fantasy_world.perf.guidance import SequentialGuidance  # noqa: E402
-from fantasy_world.perf.step_cache import StepCache, StepCacheConfig  # noqa: E402
 from fantasy_world.pipeline import FantasyWorldPipeline  # noqa: E402
+from fantasy_world.sampling.guidance import SequentialGuidance  # noqa: E402
+from fantasy_world.sampling.step_cache import StepCache, StepCacheConfig  # noqa: E402
 
 PROMPTS = [
     "a red ball beside a tall blue box in a sunlit courtyard",

@@ -6,18 +6,20 @@ User mistakes print one line ``error: ...`` and exit with code 2; there is never
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputError
+from fantasy_world.limits import MAX_CAMERA_FRAMES
 
 log = logging.getLogger("fantasy_world")
 
 EXIT_USER_ERROR = 2
-MAX_PATH_FRAMES = 10000
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -82,13 +84,33 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--width", type=int, default=832)
     cam.add_argument("--height", type=int, default=480)
 
-    from fantasy_world.bench_cli import add_bench_parser
     from fantasy_world.cli_train import add_eval_parser, add_train_parser
 
     add_train_parser(sub)
     add_eval_parser(sub)
-    add_bench_parser(sub)
+    harness = _bench_harness()
+    if harness is not None:
+        harness.add_bench_parser(sub)
+    else:
+        sub.add_parser("bench", help="GPU benchmark (needs a repository checkout: bench/ is not installed)")
     return parser
+
+
+def _bench_harness() -> ModuleType | None:
+    """``bench.harness.cli`` from the repository checkout this package runs from, or None when installed.
+
+    The benchmark harness is repository tooling (``bench/``), not part of the installed package.
+    """
+    try:
+        return importlib.import_module("bench.harness.cli")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("bench", "bench.harness", "bench.harness.cli"):
+            raise
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "bench" / "harness" / "cli.py").is_file():
+        return None
+    sys.path.insert(0, str(root))
+    return importlib.import_module("bench.harness.cli")
 
 
 def _check_output_args(args: argparse.Namespace) -> None:
@@ -159,18 +181,13 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
 
 
 def _run_camera(args: argparse.Namespace) -> int:
-    from fantasy_world.camera import CameraPath, read_camera_file, save_camera_file
+    from fantasy_world.camera import resolve_camera, save_camera_file
 
     frames = args.frames
-    if not 2 <= frames <= MAX_PATH_FRAMES:
-        raise InputError(f"--frames {frames}: expected between 2 and {MAX_PATH_FRAMES} camera frames")
-    if args.preset:
-        traj = CameraPath.preset(args.preset, num_frames=frames).sample(frames, args.width, args.height)
-    else:
-        loaded = read_camera_file(args.input, width=args.width, height=args.height)
-        if not isinstance(loaded, CameraPath):
-            loaded = loaded if len(loaded) == frames else CameraPath.from_trajectory(loaded)
-        traj = loaded.sample(frames, args.width, args.height) if isinstance(loaded, CameraPath) else loaded
+    if not 2 <= frames <= MAX_CAMERA_FRAMES:
+        raise InputError(f"--frames {frames}: expected between 2 and {MAX_CAMERA_FRAMES} camera frames")
+    source = args.preset if args.preset else Path(args.input)
+    traj = resolve_camera(source, frames, args.width, args.height)
     save_camera_file(traj, args.out, format=args.format)
     print(f"wrote {args.format} camera path with {traj.c2w.shape[0]} frames to {Path(args.out).resolve()}")
     return 0
@@ -189,13 +206,20 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from fantasy_world.bench_cli import run_bench
-
-    return run_bench(args)
+    harness = _bench_harness()
+    if harness is None:
+        raise InputError(
+            "bench: the benchmark harness is repository tooling (bench/) and is not installed; "
+            "run `python -m fantasy_world bench` from a clone of the repository"
+        )
+    return harness.run_bench(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not (args.command == "bench" and _bench_harness() is None):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")  # what parse_args would say
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

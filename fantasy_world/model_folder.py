@@ -2,9 +2,9 @@
 
 Three sources are understood:
 
-* ``"tiny"`` — the bundled model in ``checkpoints/fantasyworld-tiny/``. When that folder has not been
-  trained and shipped yet, a seeded random initialisation of the tiny config is used and a warning says
-  so (geometry and video are then noise; the code path is the real one).
+* ``"tiny"`` — the bundled model: ``checkpoints/fantasyworld-tiny/`` in a checkout, the package data
+  ``fantasy_world/bundled_tiny/`` once installed (``setup.py``). Missing, it is a :class:`CheckpointError`;
+  random weights never stand in for it.
 * our own folder — ``fantasyworld.json`` (format, version, full typed configs, generation defaults) plus
   ``model.safetensors`` (FantasyWorld model incl. the Wan DiT) and ``vae.safetensors``.
 * an official FantasyWorld-Wan2.1-I2V-14B-480P folder — ``model.pth`` next to the Wan2.1-I2V-14B-480P
@@ -26,10 +26,10 @@ from torch import nn
 from fantasy_world.checkpoints import load_into_model, read_state_dict
 from fantasy_world.checkpoints.sharding import save_sharded, weights_path
 from fantasy_world.errors import CheckpointError
-from fantasy_world.models.fantasy.config import FantasyWorldConfig, fantasy_world_config
+from fantasy_world.models.fantasy.config import FantasyWorldConfig
 from fantasy_world.models.fantasy.model import FantasyWorldModel
 from fantasy_world.models.wan.text_encoder import TextEncoder, load_text_encoder
-from fantasy_world.models.wan.vae import WanVAE, WanVAEConfig, wan_vae_config
+from fantasy_world.models.wan.vae import WanVAE, WanVAEConfig
 from fantasy_world.utils.dataclass_io import config_from_dict, config_to_dict
 from fantasy_world.validation import SizeLimits
 
@@ -41,7 +41,8 @@ CONFIG_FILE = "fantasyworld.json"
 MODEL_FILE = "model.safetensors"
 VAE_FILE = "vae.safetensors"
 REPO_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
-TINY_DIR = REPO_CHECKPOINTS / "fantasyworld-tiny"
+TINY_DIR = REPO_CHECKPOINTS / "fantasyworld-tiny"  # in a checkout
+INSTALLED_TINY_DIR = Path(__file__).resolve().parent / "bundled_tiny"  # package data of an installed package
 WAN_I2V_DIRNAME = "Wan2.1-I2V-14B-480P"
 
 
@@ -92,32 +93,14 @@ class LoadedModel:
         return SizeLimits(max_pixels=cap)
 
 
-def _text_encoder_kind(cfg: FantasyWorldConfig) -> str:
-    return "minilm" if cfg.dit.text_dim == 384 else "umt5-xxl"
-
-
-def _random_tiny(device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    log.warning(
-        "checkpoints/fantasyworld-tiny is not present: using a seeded random initialisation of the tiny "
-        "config (video and geometry will be noise until the trained tiny model is bundled)"
-    )
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(0)
-    try:
-        cfg = fantasy_world_config("tiny")
-        model = FantasyWorldModel(cfg)
-        vae = WanVAE(wan_vae_config("tiny"))
-    finally:
-        torch.random.set_rng_state(gen_state)
-    text = load_text_encoder(_text_encoder_kind(cfg), None, device, torch.float32)
-    return LoadedModel(
-        name="tiny",
-        model=model.to(device=device, dtype=dtype).eval(),
-        vae=vae.to(device=device, dtype=torch.float32).eval(),
-        text_encoder=text,
-        image_encoder=None,
-        defaults=TINY_DEFAULTS,
-        trained=False,
+def tiny_folder() -> Path:
+    """The bundled tiny model's folder (installed package data first, then the checkout), or a clear error."""
+    for folder in (INSTALLED_TINY_DIR, TINY_DIR):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise CheckpointError(
+        f"model 'tiny': the bundled model is missing (looked for {CONFIG_FILE} in {INSTALLED_TINY_DIR} and "
+        f"{TINY_DIR}); install the package from a full clone (`pip install .`) or pass a model folder"
     )
 
 
@@ -143,7 +126,12 @@ def read_folder_config(folder: Path) -> dict[str, Any]:
 
 def load_our_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     meta = read_folder_config(folder)
-    cfg = config_from_dict(FantasyWorldConfig, meta["model"], "model")
+    text_meta = meta.get("text_encoder") or {}
+    model_dict = meta["model"]
+    if isinstance(model_dict, dict) and "text_encoder" not in model_dict and "kind" in text_meta:
+        # Folders written before the model config named its text encoder keep it only at the top level.
+        model_dict = {**model_dict, "text_encoder": text_meta["kind"]}
+    cfg = config_from_dict(FantasyWorldConfig, model_dict, "model")
     vae_cfg = config_from_dict(WanVAEConfig, meta["vae"], "vae")
     defaults = config_from_dict(GenerationDefaults, meta.get("defaults", {}), "defaults")
     model_file, vae_file = weights_path(folder, MODEL_FILE), weights_path(folder, VAE_FILE)
@@ -152,8 +140,7 @@ def load_our_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> L
         vae = WanVAE(vae_cfg)
     load_into_model(model, read_state_dict(model_file), source=str(model_file), dtype=dtype)
     load_into_model(vae, read_state_dict(vae_file), source=str(vae_file), dtype=torch.float32)
-    text_kind = meta.get("text_encoder", {}).get("kind", _text_encoder_kind(cfg))
-    text = load_text_encoder(text_kind, meta.get("text_encoder", {}).get("path"), device, torch.float32)
+    text = load_text_encoder(cfg.text_encoder, text_meta.get("path"), device, torch.float32)
     return LoadedModel(
         name=str(meta.get("name", folder.name)),
         model=model.to(device=device, dtype=dtype).eval(),
@@ -194,7 +181,7 @@ def save_our_folder(
         "trained": trained,
         "model": config_to_dict(model.cfg),
         "vae": config_to_dict(vae.cfg),
-        "text_encoder": {"kind": _text_encoder_kind(model.cfg)},
+        "text_encoder": {"kind": model.cfg.text_encoder},
         "defaults": config_to_dict(defaults),
         **(extra or {}),
     }
@@ -244,9 +231,7 @@ def load_model(name_or_path: str | Path, device: torch.device, dtype: torch.dtyp
     """Resolve ``tiny``, one of our model folders, or an official FantasyWorld folder."""
     text = str(name_or_path)
     if text == "tiny":
-        if (TINY_DIR / CONFIG_FILE).is_file():
-            return load_our_folder(TINY_DIR, device, dtype)
-        return _random_tiny(device, dtype)
+        return load_our_folder(tiny_folder(), device, dtype)
     folder = Path(text).expanduser()
     if not folder.exists():
         raise CheckpointError(

@@ -12,23 +12,25 @@ from __future__ import annotations
 import functools
 import gc
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from fantasy_world.camera import CameraPath, CameraTrajectory, plucker_rays, read_camera_file
+from fantasy_world.camera import CameraSource, CameraTrajectory, plucker_rays, resolve_camera
 from fantasy_world.errors import GenerationCancelled, InputError, OutOfMemory
-from fantasy_world.geometry import WorldData, write_bundle
+from fantasy_world.geometry import WorldData
 from fantasy_world.model_folder import LoadedModel, load_model
-from fantasy_world.models.fantasy.pose_encoding import pose_encoding_to_extri_intri
-from fantasy_world.sampling import apply_guidance, flow_match_schedule, seeded_noise
+from fantasy_world.readout import PredictedGeometry, read_geometry
+from fantasy_world.sampling import flow_match_schedule, seeded_noise
+from fantasy_world.sampling.guidance import GuidanceRunner, SequentialGuidance
+from fantasy_world.sampling.sampler import PassInputs, sample
+from fantasy_world.utils.versions import package_versions
 from fantasy_world.validation import (
     check_frames,
     check_guidance,
@@ -40,9 +42,6 @@ from fantasy_world.validation import (
 
 log = logging.getLogger(__name__)
 
-_CAMERA_SUFFIXES = {".json", ".txt"}
-MIN_FOV_DEG, MAX_FOV_DEG = 5.0, 170.0
-
 # Wan2.1's standard negative prompt (English rendering of the published Chinese one).
 WAN_NEGATIVE_PROMPT = (
     "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
@@ -53,16 +52,10 @@ WAN_NEGATIVE_PROMPT = (
 
 
 @dataclass
-class GeometryPreview:
+class GeometryPreview(PredictedGeometry):
     """Geometry read out of the conditional pass at an intermediate step (no video decode)."""
 
-    step: int
-    depths: np.ndarray  # [N, H, W]
-    depth_conf: np.ndarray
-    points: np.ndarray  # [N, H, W, 3] world (first predicted camera = identity)
-    points_conf: np.ndarray
-    cam_c2w: np.ndarray  # [N, 4, 4]
-    intrinsics: np.ndarray  # [N, 3, 3]
+    step: int = 0
 
 
 @dataclass
@@ -76,33 +69,7 @@ class StepInfo:
     preview: GeometryPreview | None = None
 
 
-@dataclass
-class WorldResult(WorldData):
-    """A generated world: :class:`WorldData` plus the request's intrinsics and the raw pose encodings."""
-
-    requested_intrinsics: np.ndarray | None = None
-    pose_enc: np.ndarray | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def save(self, out_dir: str | Path, **options: Any) -> dict[str, Path]:
-        """Write the output bundle (DESIGN §3) into ``out_dir`` and return the written paths by name."""
-        meta = dict(self.meta)
-        meta["timings_s"] = dict(self.timings)
-        return write_bundle(self._as_world_data(meta), out_dir, **options)
-
-    def _as_world_data(self, meta: dict[str, Any]) -> WorldData:
-        return WorldData(
-            images=self.images,
-            depths=self.depths,
-            depth_conf=self.depth_conf,
-            points=self.points,
-            points_conf=self.points_conf,
-            intrinsics=self.intrinsics,
-            cam_c2w=self.cam_c2w,
-            requested_c2w=self.requested_c2w,
-            fps=self.fps,
-            meta=meta,
-        )
+WorldResult = WorldData  # the pipeline's name for its result; one type from here to the bundle and viewer
 
 
 CancelFlag = threading.Event | Callable[[], bool] | None
@@ -180,34 +147,6 @@ def _recover_from_oom(fn: Callable[..., WorldResult]) -> Callable[..., WorldResu
     return wrapper
 
 
-def _world_result(
-    images: np.ndarray,
-    arrays: tuple[np.ndarray, ...],
-    requested_c2w: np.ndarray,
-    fps: float,
-    meta: dict[str, Any],
-    timings: dict[str, float],
-    requested_intrinsics: np.ndarray | None = None,
-) -> WorldResult:
-    """Assemble a result from decoded frames and the arrays of ``FantasyWorldPipeline._geometry_to_numpy``."""
-    depth, depth_conf, points, points_conf, cam_c2w, intrinsics, pose_enc = arrays
-    return WorldResult(
-        images=images,
-        depths=depth,
-        depth_conf=depth_conf,
-        points=points,
-        points_conf=points_conf,
-        intrinsics=intrinsics,
-        cam_c2w=cam_c2w,
-        requested_c2w=requested_c2w,
-        fps=fps,
-        meta=meta,
-        requested_intrinsics=requested_intrinsics,
-        pose_enc=pose_enc,
-        timings=timings,
-    )
-
-
 class FantasyWorldPipeline:
     """The generation entry point. Build it with :meth:`from_pretrained`."""
 
@@ -222,8 +161,22 @@ class FantasyWorldPipeline:
         self.device = device
         self.dtype = dtype
         self._prompt_cache: dict[str, torch.Tensor] = {}
-        # How the two guidance passes run (``fantasy_world.perf.guidance``); None = two sequential passes.
-        self.guidance_runner: Any = None
+        self._runner: GuidanceRunner = SequentialGuidance()
+
+    @property
+    def guidance_runner(self) -> GuidanceRunner:
+        """How the two guidance passes of a step run (``fantasy_world.sampling.guidance``); reset every call."""
+        return self._runner
+
+    @guidance_runner.setter
+    def guidance_runner(self, runner: GuidanceRunner | None) -> None:
+        if runner is None:
+            runner = SequentialGuidance()  # the official two passes
+        if not isinstance(runner, GuidanceRunner):
+            raise InputError(
+                f"guidance_runner: expected a GuidanceRunner (fantasy_world.sampling.guidance), got {type(runner).__name__}"
+            )
+        self._runner = runner
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -256,32 +209,14 @@ class FantasyWorldPipeline:
             self._prompt_cache[prompt] = feats.to(self.dtype)
         return self._prompt_cache[prompt]
 
-    def camera_trajectory(self, camera: Any, frames: int, height: int, width: int) -> CameraTrajectory:
+    def camera_trajectory(
+        self, camera: CameraSource, frames: int, height: int, width: int
+    ) -> CameraTrajectory:
         """A preset name, camera file, :class:`CameraPath` or :class:`CameraTrajectory` → ``frames`` cameras.
 
-        A trajectory with another frame count is re-sampled along a path through its frames, and its
-        intrinsics are rescaled to the output size (same field of view).
+        The same resolver as the CLI and the studio (:func:`fantasy_world.camera.resolve_camera`).
         """
-        if isinstance(camera, CameraTrajectory):
-            traj = (
-                camera if (camera.width, camera.height) == (width, height) else camera.resized(width, height)
-            )
-            if len(traj) == frames:
-                return traj
-            return CameraPath.from_trajectory(traj).sample(frames, width, height)
-        if isinstance(camera, CameraPath):
-            return camera.sample(frames, width, height)
-        if isinstance(camera, Path) or (
-            isinstance(camera, str) and Path(camera).suffix.lower() in _CAMERA_SUFFIXES
-        ):
-            return self.camera_trajectory(
-                read_camera_file(camera, width=width, height=height), frames, height, width
-            )
-        if isinstance(camera, str):
-            return CameraPath.preset(camera, num_frames=frames).sample(frames, width, height)
-        raise InputError(
-            f"camera: expected a preset name, a camera file, a CameraPath or a CameraTrajectory, got {type(camera).__name__}"
-        )
+        return resolve_camera(camera, frames, width, height)
 
     def _image_conditioning(
         self, image: torch.Tensor, frames: int, height: int, width: int
@@ -305,44 +240,13 @@ class FantasyWorldPipeline:
     def vae_dtype(self) -> torch.dtype:
         return next(self.vae.parameters()).dtype
 
-    # ------------------------------------------------------------------ geometry read-out
-    def _geometry_to_numpy(
-        self, geometry: Any, height: int, width: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Heads' output → numpy arrays with the first predicted camera moved to the identity.
-
-        The official exporter overwrites camera 0 with the identity; we instead re-express every camera
-        and every point in camera 0's frame, which keeps the relative poses the model predicted.
-        """
-        pose_enc = torch.nan_to_num(geometry.pose_enc[0].float(), nan=0.0, posinf=0.0, neginf=0.0)
-        # A FoV of 0 (ReLU output) would give an infinite focal length; keep decoded cameras physical.
-        fov = pose_enc[..., 7:9].clamp(math.radians(MIN_FOV_DEG), math.radians(MAX_FOV_DEG))
-        pose_enc = torch.cat([pose_enc[..., :7], fov], dim=-1)
-        w2c, K = pose_encoding_to_extri_intri(pose_enc, (height, width))
-        w2c44 = torch.eye(4, dtype=torch.float64).repeat(w2c.shape[0], 1, 1)
-        w2c44[:, :3, :4] = w2c.double().cpu()
-        c2w = torch.linalg.inv(w2c44)
-        to_first = w2c44[0]
-        c2w = to_first @ c2w
-        pts = geometry.world_points[0].double().cpu()
-        pts = pts @ to_first[:3, :3].T + to_first[:3, 3]
-        return (
-            geometry.depth[0].float().cpu().numpy(),
-            geometry.depth_conf[0].float().cpu().numpy(),
-            pts.float().numpy(),
-            geometry.world_points_conf[0].float().cpu().numpy(),
-            c2w.float().numpy(),
-            K.float().cpu().numpy(),
-            pose_enc.cpu().numpy(),
-        )
-
     # ------------------------------------------------------------------ generation
     @_recover_from_oom
     @torch.no_grad()
     def __call__(
         self,
         prompt: str,
-        camera: Any = "orbit",
+        camera: CameraSource = "orbit",
         image: Any = None,
         *,
         negative_prompt: str | None = None,
@@ -359,7 +263,10 @@ class FantasyWorldPipeline:
         cancel: CancelFlag = None,
         fps: float | None = None,
     ) -> WorldResult:
-        """Generate one world. See DESIGN §3; every argument is validated with a one-line error."""
+        """Generate one world; every argument is validated with a one-line error.
+
+        The result and the bundle it writes are described in docs/ARCHITECTURE.md.
+        """
         d = self.defaults
         prompt = check_prompt(prompt)
         negative_prompt = check_prompt(
@@ -417,40 +324,30 @@ class FantasyWorldPipeline:
         lat_shape = (1, self.vae.cfg.z_dim, (frames - 1) // 4 + 1, height // 8, width // 8)
         latents = seeded_noise(lat_shape, seed, self.device, torch.float32)
         schedule = flow_match_schedule(steps, shift=d.shift if shift is None else shift)
-        geometry = None
+        inputs = PassInputs(cond, uncond, (height, width), camera=camera_feat, clip_fea=clip_fea, y=y)
         t1 = time.perf_counter()
-        for i in range(steps):
-            if _cancelled(cancel):
-                raise GenerationCancelled(f"generation cancelled before step {i + 1} of {steps}")
-            last = i == steps - 1
-            want_geo = last or (preview_every > 0 and (i + 1) % preview_every == 0)
-            t = schedule.timesteps[i : i + 1].to(self.device, torch.float32)
-            x = latents.to(self.dtype)
-            out, v_uncond = self._guidance_passes(
-                x,
-                t,
-                cond,
-                uncond,
-                want_geo,
-                clip_fea=clip_fea,
-                y=y,
-                camera=camera_feat,
-                image_hw=(height, width),
-            )
-            velocity = apply_guidance(
-                out.velocity.float(), None if v_uncond is None else v_uncond.float(), guidance
-            )
-            latents = schedule.step(latents, velocity, i)
+
+        def step_done(i: int, step_geometry: Any) -> None:
             preview = None
-            if want_geo:
-                geometry = out.geometry
-                if not last:
-                    arrays = self._geometry_to_numpy(geometry, height, width)
-                    preview = GeometryPreview(i + 1, *arrays[:6])
+            if step_geometry is not None and i < steps - 1:
+                preview = GeometryPreview(**vars(read_geometry(step_geometry, height, width)), step=i + 1)
             if on_step is not None:
                 on_step(
                     StepInfo(i + 1, steps, float(schedule.timesteps[i]), time.perf_counter() - t1, preview)
                 )
+
+        latents, geometry = sample(
+            self.model,
+            self.guidance_runner,
+            schedule,
+            latents,
+            inputs,
+            guidance=guidance,
+            dtype=self.dtype,
+            preview_every=preview_every,
+            on_step=step_done,
+            cancelled=lambda: _cancelled(cancel),
+        )
         timings["denoise"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
@@ -458,32 +355,20 @@ class FantasyWorldPipeline:
         images = _as_uint8_video(video)
         timings["decode"] = time.perf_counter() - t2
 
-        assert geometry is not None
-        arrays = self._geometry_to_numpy(geometry, height, width)
+        predicted = read_geometry(geometry, height, width)
         timings["total"] = time.perf_counter() - t0
         meta = self._meta(
             prompt, negative_prompt, seed, steps, guidance, frames, height, width, camera, scene_scale
         )
-        return _world_result(
-            images,
-            arrays,
-            c2w_req.astype(np.float32),
-            float(d.fps if fps is None else fps),
-            meta,
-            timings,
+        return WorldResult(
+            images=images,
+            **vars(predicted),
+            requested_c2w=c2w_req.astype(np.float32),
+            fps=float(d.fps if fps is None else fps),
+            meta=meta,
             requested_intrinsics=traj.intrinsics.astype(np.float32),
+            timings=timings,
         )
-
-    def _guidance_passes(
-        self, x, t, cond, uncond, want_geo: bool, **kw: Any
-    ) -> tuple[Any, torch.Tensor | None]:
-        """Conditional output (geometry when ``want_geo``) and negative-pass velocity (None without guidance)."""
-        if self.guidance_runner is not None:
-            return self.guidance_runner(self.model, x, t, cond, uncond, want_geo=want_geo, **kw)
-        out = self.model(x, t, cond, return_geometry=want_geo, **kw)
-        if uncond is None:
-            return out, None
-        return out, self.model(x, t, uncond, return_geometry=False, **kw).velocity
 
     @_recover_from_oom
     @torch.no_grad()
@@ -517,25 +402,22 @@ class FantasyWorldPipeline:
         t = schedule.timesteps[index : index + 1].to(self.device, torch.float32)
         cond = self.encode_prompt(prompt if prompt.strip() else self.defaults.reconstruct_prompt)
         out = self.model(x, t, cond, camera=None, return_geometry=True, image_hw=(height, width))
-        arrays = self._geometry_to_numpy(out.geometry, height, width)
+        predicted = read_geometry(out.geometry, height, width)
         timings = {"total": time.perf_counter() - t0}
         meta = {"mode": "reconstruct", "model": self.name, "frames": frames, "height": height, "width": width}
         # With no requested path, the predicted cameras stand in for it.
-        return _world_result(video, arrays, arrays[4].copy(), fps, meta, timings)
+        return WorldResult(
+            images=video,
+            **vars(predicted),
+            requested_c2w=predicted.cam_c2w.copy(),
+            fps=fps,
+            meta=meta,
+            timings=timings,
+        )
 
     def _meta(
         self, prompt, negative_prompt, seed, steps, guidance, frames, height, width, camera, scene_scale
     ) -> dict:
-        import platform
-
-        import fantasy_world
-
-        versions = {
-            "fantasy_world": fantasy_world.__version__,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        }
         cam = camera if isinstance(camera, (str, Path)) else type(camera).__name__
         return {
             "prompt": prompt,
@@ -552,5 +434,5 @@ class FantasyWorldPipeline:
             "scene_scale": scene_scale,
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
-            "versions": versions,
+            "versions": package_versions(),
         }

@@ -10,13 +10,14 @@ import math
 from dataclasses import dataclass
 
 from fantasy_world.errors import InputError
-
-MAX_PROMPT_CHARS = 2000
-MAX_FRAMES = 257
-MAX_STEPS = 1000
-MAX_GUIDANCE = 50.0
-MAX_IMAGE_PIXELS = 40_000_000
-MAX_IMAGE_BYTES = 50 * 1024 * 1024
+from fantasy_world.limits import (
+    MAX_GUIDANCE,
+    MAX_IMAGE_BYTES,
+    MAX_IMAGE_PIXELS,
+    MAX_PROMPT_CHARS,
+    MAX_STEPS,
+    MAX_VIDEO_FRAMES,
+)
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class SizeLimits:
     multiple: int = 16
     min_side: int = 32
     max_pixels: int = 1280 * 720
-    max_frames: int = MAX_FRAMES
+    max_frames: int = MAX_VIDEO_FRAMES
 
 
 def check_prompt(prompt: object, name: str = "prompt", allow_empty: bool = False) -> str:

@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_camera_support import REPO, point_in_front, project, trajectories, worldscore_example_path
+from test_camera_support import (
+    REPO,
+    WORLDSCORE_EXAMPLE_NAME,
+    point_in_front,
+    project,
+    trajectories,
+    worldscore_example_path,
+)
 
+from bench.camera_examples import EXAMPLES, example_path
 from fantasy_world.camera import (
     CameraPath,
     CameraTrajectory,
@@ -19,7 +27,6 @@ from fantasy_world.camera import (
     load_camera_file,
     save_camera_file,
 )
-from fantasy_world.camera.examples import EXAMPLES, example_path
 from fantasy_world.camera.formats import dumps_camera, parse_camera_text
 from fantasy_world.errors import CameraFormatError
 
@@ -150,10 +157,8 @@ def test_worldscore_reference_example_is_forward_dolly() -> None:
 
 def test_bundled_example_copy_matches_reference() -> None:
     bundled = ASSETS / "worldscore_dolly_example.json"
-    shared = REPO.parent / "shared" / "reference" / "worldscore_camera_data_example.json"
-    if not shared.is_file():
-        pytest.skip("shared reference folder not beside the repo")
-    assert json.loads(bundled.read_text()) == json.loads(shared.read_text())
+    reference = REPO / "tests" / "fixtures" / WORLDSCORE_EXAMPLE_NAME  # the official WorldScore example
+    assert json.loads(bundled.read_text()) == json.loads(reference.read_text())
 
 
 @pytest.mark.parametrize("file_name", sorted(EXAMPLES))

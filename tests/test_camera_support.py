@@ -15,9 +15,8 @@ WORLDSCORE_EXAMPLE_NAME = "worldscore_camera_data_example.json"
 
 
 def worldscore_example_path() -> Path:
-    """Prefer the shared reference copy (beside the repo, as in CI); fall back to the bundled asset."""
-    shared = REPO.parent / "shared" / "reference" / WORLDSCORE_EXAMPLE_NAME
-    return shared if shared.is_file() else REPO / "assets" / "cameras" / "worldscore_dolly_example.json"
+    """The official WorldScore camera example (a copy in tests/fixtures)."""
+    return REPO / "tests" / "fixtures" / WORLDSCORE_EXAMPLE_NAME
 
 
 @st.composite

@@ -12,6 +12,7 @@ from fantasy_world.data import make_clip
 from fantasy_world.data.synthetic_dataset import SyntheticConfig
 from fantasy_world.evaluation.consistency import multiview_consistency
 from fantasy_world.evaluation.metrics import (
+    _angle_between_deg,
     depth_metrics,
     path_length,
     pose_auc,
@@ -32,6 +33,11 @@ def _path(n: int = 6, seed: int = 0) -> np.ndarray:
     return c2w
 
 
+# Angles are exact up to float64 rounding (~1e-14°); a billionth of a degree sits far above that
+# noise and far below any error that matters for a camera.
+ANGLE_TOL_DEG = 1e-9
+
+
 def test_depth_metrics_scale_invariance_and_errors():
     rng = np.random.default_rng(0)
     gt = rng.uniform(1, 10, size=(3, 8, 8))
@@ -50,7 +56,7 @@ def test_relative_pose_errors_and_auc():
     gt = _path()
     rre, rta = relative_pose_errors(gt, gt)
     assert rre.shape == rta.shape == (15,)
-    assert np.allclose(rre, 0, atol=1e-5) and np.allclose(rta, 0, atol=1e-4)
+    assert np.allclose(rre, 0, atol=ANGLE_TOL_DEG) and np.allclose(rta, 0, atol=ANGLE_TOL_DEG)
     assert pose_auc(rre, rta) == pytest.approx(1.0)
     scaled = gt.copy()
     scaled[:, :3, 3] *= 3.0  # scale does not change directions
@@ -76,7 +82,7 @@ def test_trajectory_adherence():
     pred[:, :3, :3] = rot @ gt[:, :3, :3]
     pred[:, :3, 3] = s * gt[:, :3, 3] @ rot.T + t
     adh = trajectory_adherence(pred, gt)
-    assert adh["rot_median_deg"] == pytest.approx(0.0, abs=1e-5)
+    assert adh["rot_median_deg"] == pytest.approx(0.0, abs=ANGLE_TOL_DEG)
     assert adh["trans_err_ratio"] == pytest.approx(0.0, abs=1e-9)
     assert adh["align_scale"] == pytest.approx(1 / s)  # the similarity that maps pred back onto gt
     assert adh["path_length"] == pytest.approx(path_length(gt))
@@ -90,7 +96,9 @@ def test_trajectory_adherence():
     moved[:, :3, :3] = rot @ dolly[:, :3, :3]
     moved[:, :3, 3] = 2.0 * dolly[:, :3, 3] @ rot.T
     out = trajectory_adherence(moved, dolly)
-    assert out["rot_median_deg"] == pytest.approx(0.0, abs=1e-6) and out["align_scale"] == pytest.approx(0.5)
+    assert out["rot_median_deg"] == pytest.approx(0.0, abs=ANGLE_TOL_DEG) and out[
+        "align_scale"
+    ] == pytest.approx(0.5)
     assert out["trans_err_ratio"] == pytest.approx(0.0, abs=1e-9)
     tilted = moved.copy()  # every predicted camera turned 7° about its own axis: 7° error, not hidden
     tilted[:, :3, :3] = tilted[:, :3, :3] @ Rotation.from_euler("z", 7, degrees=True).as_matrix()
@@ -100,10 +108,23 @@ def test_trajectory_adherence():
     pan = np.tile(np.eye(4), (5, 1, 1))
     pan[:, :3, :3] = Rotation.from_euler("y", (np.arange(5) * 4)[:, None], degrees=True).as_matrix()
     out = trajectory_adherence(pan, pan)
-    assert math.isnan(out["trans_err_ratio"]) and out["rot_median_deg"] == pytest.approx(0.0, abs=1e-6)
+    assert math.isnan(out["trans_err_ratio"]) and out["rot_median_deg"] == pytest.approx(
+        0.0, abs=ANGLE_TOL_DEG
+    )
     assert rotation_angle_deg(
         np.eye(3), Rotation.from_euler("x", 30, degrees=True).as_matrix()
     ) == pytest.approx(30)
+
+
+def test_angles_stable_near_0_and_180_degrees():
+    """arccos of a trace or dot near ±1 keeps only half the digits; the atan2 forms keep them all."""
+    for deg in (1e-7, 1e-3, 30.0, 90.0, 179.999, 180.0 - 1e-7):
+        r = Rotation.from_rotvec(np.radians(deg) * np.array([0.6, -0.8, 0.0])).as_matrix()
+        assert rotation_angle_deg(np.eye(3), r) == pytest.approx(deg, rel=1e-6)
+        v = np.array([math.cos(math.radians(deg)), math.sin(math.radians(deg)), 0.0])
+        assert _angle_between_deg(np.array([2.0, 0.0, 0.0]), 3.0 * v) == pytest.approx(deg, rel=1e-6)
+    assert rotation_angle_deg(np.eye(3), np.eye(3)) == 0.0
+    assert _angle_between_deg(np.zeros(3), np.ones(3)) == 90.0  # no direction: the worst RTA
 
 
 def test_psnr():

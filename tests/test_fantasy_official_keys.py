@@ -23,9 +23,9 @@ from fantasy_world.models.fantasy.official_checkpoint import (
 )
 from fantasy_world.models.fantasy.stages import parameter_counts, set_training_stage
 
-KEYS_JSON = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official_keys_wan21.json"
-if not KEYS_JSON.is_file():
-    KEYS_JSON = Path("/work/shared/reference/official_keys_wan21.json")
+KEYS_JSON = (
+    Path(__file__).resolve().parent / "fixtures" / "official_keys_wan21.json"
+)  # copy of the official key list
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

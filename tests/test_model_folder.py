@@ -74,3 +74,17 @@ def test_official_folder_reports_missing_wan_files(tmp_path):
     (tmp_path / "model.pth").write_bytes(b"")
     with pytest.raises(CheckpointError, match="Wan2.1_VAE.pth"):
         load_model(str(tmp_path), torch.device("cpu"), torch.bfloat16)
+
+
+def test_config_names_its_text_encoder_and_old_folders_still_load(tmp_path, tiny_parts):
+    assert fantasy_world_config("tiny").text_encoder == "minilm"
+    assert fantasy_world_config("wan2.1-i2v-14b").text_encoder == "umt5-xxl"
+    model, vae = tiny_parts
+    folder = save_our_folder(tmp_path / "m", "tiny-test", model, vae, TINY_DEFAULTS)
+    meta = json.loads((folder / CONFIG_FILE).read_text())
+    assert meta["model"]["text_encoder"] == "minilm" and meta["text_encoder"]["kind"] == "minilm"
+    # A folder from before the config named it: only the top-level "text_encoder" says which.
+    del meta["model"]["text_encoder"]
+    (folder / CONFIG_FILE).write_text(json.dumps(meta))
+    loaded = load_model(str(folder), torch.device("cpu"), torch.float32)
+    assert loaded.model.cfg.text_encoder == "minilm" and loaded.text_encoder.dim == 384

@@ -8,15 +8,15 @@ import json
 import pytest
 import torch
 
-from fantasy_world.bench_cli import _options, add_bench_parser, markdown_report, run_bench
+from bench.harness.bench_models import HashTokenizer, param_names
+from bench.harness.cli import _options, add_bench_parser, markdown_report, run_bench
+from bench.harness.diffusers_ref import build_diffusers_wan, diffusers_forward
+from bench.harness.record import Recorder, write_results_section
+from bench.harness.timing import Timing, measure
+from bench.harness.weights import build, seeded_randomize
 from fantasy_world.errors import InputError
 from fantasy_world.models.wan.config import wan_dit_config
 from fantasy_world.models.wan.dit import WanDiT
-from fantasy_world.perf.bench_models import HashTokenizer, param_names
-from fantasy_world.perf.diffusers_ref import build_diffusers_wan, diffusers_forward
-from fantasy_world.perf.record import Recorder, write_results_section
-from fantasy_world.perf.timing import Timing, measure
-from fantasy_world.perf.weights import build, seeded_randomize
 
 
 def _parse(*argv: str) -> argparse.Namespace:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from gated_model import gated_model_step
 
+from fantasy_world.accel.compile import compile_targets
 from fantasy_world.models.wan.dit import camera_or_none
-from fantasy_world.perf.compile import compile_targets
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_zero_camera_features_mean_no_camera() -> None:
 
 def test_compiled_blocks_match_eager_with_and_without_camera() -> None:
     """Traced blocks (dynamo, eager backend) give the eager outputs; all-zero camera features add nothing."""
-    from fantasy_world.perf.compile import compile_blocks
+    from fantasy_world.accel.compile import compile_blocks
 
     model, x, t, ctx, _, _ = gated_model_step(1)
     model.requires_grad_(False)

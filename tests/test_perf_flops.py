@@ -7,11 +7,11 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench.harness.flops import fantasy_extra_flops, fantasy_flops, token_grid, wan_dit_flops
 from fantasy_world.models.fantasy.config import fantasy_world_config, reduced
 from fantasy_world.models.fantasy.model import FantasyWorldModel
 from fantasy_world.models.wan.config import wan_dit_config
 from fantasy_world.models.wan.dit import WanDiT
-from fantasy_world.perf.flops import fantasy_extra_flops, fantasy_flops, token_grid, wan_dit_flops
 
 
 def test_anchor_numbers() -> None:

@@ -6,7 +6,8 @@ import pytest
 import torch
 from gated_model import gated_model_step
 
-from fantasy_world.perf.guidance import BatchedGuidance, SequentialGuidance
+from fantasy_world.errors import InputError
+from fantasy_world.sampling.guidance import BatchedGuidance, SequentialGuidance
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +54,18 @@ def test_pipeline_uses_runner_and_default_matches_sequential() -> None:
     base = pipe("a room", **kw)
     calls = []
 
-    def runner(model, *args, **kwargs):
-        calls.append(kwargs["want_geo"])
-        return SequentialGuidance()(model, *args, **kwargs)
+    class Recording(SequentialGuidance):
+        def __call__(self, model, *args, **kwargs):
+            calls.append(kwargs["want_geo"])
+            return super().__call__(model, *args, **kwargs)
 
-    pipe.guidance_runner = runner
+    pipe.guidance_runner = Recording()
     again = pipe("a room", **kw)
     assert calls == [False, True]
+    with pytest.raises(InputError, match="guidance_runner"):
+        pipe.guidance_runner = lambda *a, **k: None  # an untyped callable is refused, not called later
+    pipe.guidance_runner = None  # back to the official two passes
+    assert type(pipe.guidance_runner) is SequentialGuidance and pipe.guidance_runner.uncond_geometry
     assert (again.images == base.images).all()
     torch.testing.assert_close(torch.from_numpy(again.depths), torch.from_numpy(base.depths))
 
@@ -67,9 +73,9 @@ def test_pipeline_uses_runner_and_default_matches_sequential() -> None:
 def test_speed_up_switches() -> None:
     from types import SimpleNamespace
 
+    from fantasy_world.accel.speedups import speed_up
     from fantasy_world.models.wan.attention import get_attention_backend, set_attention_backend
-    from fantasy_world.perf.guidance import BatchedGuidance
-    from fantasy_world.perf.speedups import speed_up
+    from fantasy_world.sampling.guidance import BatchedGuidance
 
     pipe = SimpleNamespace(model=None, guidance_runner=None)
     try:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from fantasy_world.accel.offload import BlockSwap, enable_block_swap, fantasy_units
 from fantasy_world.models.fantasy.config import fantasy_world_config, reduced
 from fantasy_world.models.fantasy.model import FantasyWorldModel
 from fantasy_world.models.wan.config import wan_dit_config
 from fantasy_world.models.wan.dit import WanDiT
-from fantasy_world.perf.offload import BlockSwap, enable_block_swap, fantasy_units
 
 
 @torch.no_grad()

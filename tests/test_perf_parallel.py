@@ -10,11 +10,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from gated_model import gated_model_step
 
+from fantasy_world.accel.parallel import GuidanceParallel, sequence_parallel_forward, ulysses_attention
 from fantasy_world.models.wan.attention import attention
 from fantasy_world.models.wan.config import wan_dit_config
 from fantasy_world.models.wan.dit import WanDiT
-from fantasy_world.perf.guidance import SequentialGuidance
-from fantasy_world.perf.parallel import GuidanceParallel, sequence_parallel_forward, ulysses_attention
+from fantasy_world.sampling.guidance import SequentialGuidance
 
 
 def _free_port() -> int:

@@ -7,11 +7,11 @@ import torch
 
 from fantasy_world.errors import InputError
 from fantasy_world.models.fantasy.model import FantasyWorldOutput
-from fantasy_world.perf.guidance import SequentialGuidance
-from fantasy_world.perf.step_cache import StepCache, StepCacheConfig, relative_l1
+from fantasy_world.sampling.guidance import GuidanceRunner, SequentialGuidance
+from fantasy_world.sampling.step_cache import StepCache, StepCacheConfig, relative_l1
 
 
-class DriftingModel:
+class DriftingModel(GuidanceRunner):
     """Stands in for a runner: velocity = base · (1 + drift · (1000 − t)), counted per call."""
 
     def __init__(self, drift: float) -> None:
@@ -23,9 +23,13 @@ class DriftingModel:
         return FantasyWorldOutput(velocity=v, geometry="geo" if want_geo else None), -v
 
 
-def run(cache: StepCache, steps: int = 10, geo_at: tuple[int, ...] = ()) -> list[tuple]:
+def run(
+    cache: StepCache, steps: int = 10, geo_at: tuple[int, ...] = (), start: float = 1000.0
+) -> list[tuple]:
+    """One generation as the sampler runs it: reset, then every step in order."""
+    cache.reset()
     out = []
-    for i, t in enumerate(torch.linspace(1000, 100, steps)):
+    for i, t in enumerate(torch.linspace(start, start / 10, steps)):
         want_geo = i == steps - 1 or i in geo_at
         res, v_uncond = cache(None, None, t.reshape(1), None, None, want_geo=want_geo)
         out.append((float(t), res.velocity.clone(), res.geometry, v_uncond))
@@ -69,9 +73,12 @@ def test_fast_drift_does_not_skip_and_new_generation_resets() -> None:
     cache = StepCache(slow, StepCacheConfig(threshold=0.05))
     run(cache)
     first = cache.skipped
-    run(cache)  # t jumps back to 1000: counters and velocities start over, the first steps are computed
+    run(cache)  # a new generation: counters and velocities start over, the first steps are computed
     assert cache.skipped == first and cache.computed == 10 - first
     assert slow.calls == 2 * (10 - first)
+    later = run(cache, start=50.0)  # a generation whose timesteps never rise above the last one's
+    assert all(not torch.equal(later[i][1], later[i - 1][1]) for i in range(1, 2))  # warm-up computed
+    assert cache.computed + cache.skipped == 10
 
 
 def test_config_and_relative_l1() -> None:
@@ -84,7 +91,7 @@ def test_config_and_relative_l1() -> None:
 
 
 def test_tiny_pipeline_with_cache() -> None:
-    from fantasy_world.perf.speedups import speed_up
+    from fantasy_world.accel.speedups import speed_up
     from fantasy_world.pipeline import FantasyWorldPipeline
 
     pipe = FantasyWorldPipeline.from_pretrained("tiny", device="cpu")
@@ -100,3 +107,7 @@ def test_tiny_pipeline_with_cache() -> None:
     assert runner.skipped >= 1 and runner.computed + runner.skipped == 6
     assert cached.depths.shape == base.depths.shape and cached.images.shape == base.images.shape
     assert (cached.images != base.images).any()
+    one = dict(kw, steps=1)  # equal timesteps back to back: each call still starts a fresh cache
+    pipe("a red ball", **one)
+    pipe("a red ball", **one)
+    assert runner.computed == 1 and runner.skipped == 0

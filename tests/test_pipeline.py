@@ -111,7 +111,11 @@ def test_save_writes_a_complete_readable_bundle(world, tmp_path):
     assert np.array_equal(back.images, result.images)
     assert np.allclose(back.cam_c2w, result.cam_c2w, atol=1e-6)
     meta = json.loads((tmp_path / "meta.json").read_text())
-    assert meta["prompt"] == "a red ball beside a tall blue box" and "timings_s" in meta
+    assert meta["prompt"] == "a red ball beside a tall blue box" and "timings_s" not in meta
+    # One timings entry: the run's stages and the export, side by side.
+    assert {"conditioning", "denoise", "decode", "total", "export"} <= set(meta["timings"])
+    assert meta["timings"]["denoise"] == pytest.approx(result.timings["denoise"])
+    assert meta["versions"]["fantasy_world"] and "torch" in meta["versions"] and "numpy" in meta["versions"]
 
 
 def test_cancel_stops_within_one_step(pipe):

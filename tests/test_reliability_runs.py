@@ -15,6 +15,7 @@ import torch
 from app.callbacks import Studio
 from app.gpu_queue import PipelineCache
 from app.sessions import SessionRegistry
+from fantasy_world.sampling.guidance import SequentialGuidance
 
 pytestmark = pytest.mark.slow
 
@@ -106,17 +107,17 @@ def test_cancel_mid_run_stops_within_one_step_and_frees_memory(studio):
 
 def test_simulated_oom_gives_the_message_and_the_next_request_succeeds(studio, monkeypatch):
     pipe = studio.pipelines.get("tiny")
-    real = pipe._guidance_passes
     calls = {"n": 0}
 
-    def once_out_of_memory(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            torch.empty(1 << 20)  # something to free
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return real(*args, **kwargs)
+    class OnceOutOfMemory(SequentialGuidance):
+        def __call__(self, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                torch.empty(1 << 20)  # something to free
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            return super().__call__(*args, **kwargs)
 
-    monkeypatch.setattr(pipe, "_guidance_passes", once_out_of_memory)
+    monkeypatch.setattr(pipe, "guidance_runner", OnceOutOfMemory())
     failed = Run(studio, "oom").join()[0]
     assert "fw-error" in failed and "out of memory" in failed and "fewer frames" in failed, failed
     ok = Run(studio, "oom").join()

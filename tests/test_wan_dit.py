@@ -9,12 +9,12 @@ import torch
 from diffusers import WanTransformer3DModel
 from torch import nn
 
+from bench.harness.diffusers_ref import to_diffusers  # official → diffusers key names
 from fantasy_world.errors import InputError
 from fantasy_world.models.wan.attention import attention
 from fantasy_world.models.wan.config import WanDiTConfig, wan_dit_config
 from fantasy_world.models.wan.dit import WanDiT
 from fantasy_world.models.wan.rope import apply_rope, rope_1d_table, wan_rope_freqs, wan_rope_split
-from fantasy_world.perf.diffusers_ref import to_diffusers  # official → diffusers key names
 
 
 def small_cfg(image_input: bool = False, **kw: object) -> WanDiTConfig:

@@ -15,9 +15,9 @@ from fantasy_world.models.wan.config import wan_dit_config
 from fantasy_world.models.wan.dit import WanDiT
 from fantasy_world.models.wan.dit_loader import load_wan_dit
 
-KEYS_JSON = Path("/work/shared/reference/official_keys_wan21.json")
-if not KEYS_JSON.exists():
-    KEYS_JSON = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official_keys_wan21.json"
+KEYS_JSON = (
+    Path(__file__).resolve().parent / "fixtures" / "official_keys_wan21.json"
+)  # copy of the official key list
 
 
 def official_i2v_14b_shapes() -> dict[str, tuple[int, ...]]:

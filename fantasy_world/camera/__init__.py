@@ -20,6 +20,7 @@ from fantasy_world.camera.normalize import (
 from fantasy_world.camera.path import CameraPath
 from fantasy_world.camera.plucker import plucker_rays
 from fantasy_world.camera.presets import PRESETS, PresetParam, PresetSpec, describe_presets
+from fantasy_world.camera.resolve import CameraSource, as_camera_path, resolve_camera
 from fantasy_world.camera.trajectory import CameraTrajectory
 
 CameraFrames = CameraTrajectory
@@ -29,8 +30,10 @@ __all__ = [
     "PRESETS",
     "CameraFrames",
     "CameraPath",
+    "CameraSource",
     "CameraTrajectory",
     "Keyframe",
+    "as_camera_path",
     "PathSettings",
     "PresetParam",
     "PresetSpec",
@@ -42,6 +45,7 @@ __all__ = [
     "read_camera_bytes",
     "read_camera_file",
     "relative_to_first",
+    "resolve_camera",
     "save_camera_file",
     "scale_translations",
     "scene_scale_from_depth",

@@ -12,13 +12,10 @@ import math
 import numpy as np
 
 from fantasy_world.errors import CameraFormatError
+from fantasy_world.limits import CAMERA_FOV_DEG, MAX_CAMERA_IMAGE_SIDE
 
-MAX_FRAMES = 10_000
-MAX_FILE_BYTES = 20 * 1024 * 1024
 ROTATION_TOL = 1e-4
-MAX_IMAGE_SIDE = 16_384
-MIN_FOV_DEG = 1e-3
-MAX_FOV_DEG = 179.9
+MIN_FOV_DEG, MAX_FOV_DEG = CAMERA_FOV_DEG
 MAX_COORDINATE = 1e8  # larger positions or times only come from corrupt files and overflow the maths
 
 
@@ -131,15 +128,9 @@ def check_fov_deg(value: object, where: str) -> float:
     return fov
 
 
-def check_frame_count(count: int, where: str, minimum: int = 1) -> int:
-    if not minimum <= count <= MAX_FRAMES:
-        raise CameraFormatError(f"{where}: {count} cameras; expected {minimum} to {MAX_FRAMES}")
-    return count
-
-
 def check_image_size(width: object, height: object, where: str) -> tuple[int, int]:
-    w = as_positive_int(width, f"{where}: width", MAX_IMAGE_SIDE)
-    h = as_positive_int(height, f"{where}: height", MAX_IMAGE_SIDE)
+    w = as_positive_int(width, f"{where}: width", MAX_CAMERA_IMAGE_SIDE)
+    h = as_positive_int(height, f"{where}: height", MAX_CAMERA_IMAGE_SIDE)
     return w, h
 
 

@@ -9,14 +9,13 @@ import numpy as np
 
 from fantasy_world.camera.checks import (
     MAX_COORDINATE,
-    MAX_FRAMES,
-    MAX_IMAGE_SIDE,
     as_float,
     as_positive_int,
     check_fov_deg,
     check_rigid_c2w,
 )
 from fantasy_world.errors import CameraFormatError
+from fantasy_world.limits import MAX_CAMERA_FRAMES, MAX_CAMERA_IMAGE_SIDE
 
 DEFAULT_FOV_DEG = 60.0
 DEFAULT_WIDTH = 592
@@ -93,7 +92,7 @@ class PathSettings:
         self.validate("path settings")
 
     def validate(self, where: str) -> None:
-        self.num_frames = as_positive_int(self.num_frames, f"{where}: num_frames", MAX_FRAMES)
+        self.num_frames = as_positive_int(self.num_frames, f"{where}: num_frames", MAX_CAMERA_FRAMES)
         self.fps = as_float(self.fps, f"{where}: fps", "a positive frame rate")
         if not 0.0 < self.fps <= 1000.0:
             raise CameraFormatError(f"{where}: fps={self.fps:g}; expected a frame rate in (0, 1000]")
@@ -102,8 +101,8 @@ class PathSettings:
             raise CameraFormatError(f"{where}: tension={self.tension:g}; expected a number in [0, 1]")
         if not isinstance(self.loop, bool) or not isinstance(self.constant_speed, bool):
             raise CameraFormatError(f"{where}: loop and constant_speed must be true or false")
-        self.width = as_positive_int(self.width, f"{where}: width", MAX_IMAGE_SIDE)
-        self.height = as_positive_int(self.height, f"{where}: height", MAX_IMAGE_SIDE)
+        self.width = as_positive_int(self.width, f"{where}: width", MAX_CAMERA_IMAGE_SIDE)
+        self.height = as_positive_int(self.height, f"{where}: height", MAX_CAMERA_IMAGE_SIDE)
 
     @property
     def duration(self) -> float:
@@ -114,4 +113,4 @@ class PathSettings:
         """Change the length in seconds, keeping fps (frame count rounds to the nearest frame)."""
         seconds = as_float(seconds, "duration", "a positive number of seconds")
         frames = max(1, int(math.floor(seconds * self.fps + 0.5)))
-        self.num_frames = as_positive_int(frames, "duration", MAX_FRAMES)
+        self.num_frames = as_positive_int(frames, "duration", MAX_CAMERA_FRAMES)

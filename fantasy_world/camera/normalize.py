@@ -1,4 +1,4 @@
-"""Scene-scale normalisation and first-frame-relative poses (official report §1.9).
+"""Scene-scale normalisation and first-frame-relative poses (as the official inference code prepares cameras).
 
 The model was trained with translations in units where the first frame's content sits about one unit
 away, so camera paths and presets use that unit and real trajectories are divided by the scale measured

@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from fantasy_world.camera.checks import MAX_FRAMES, as_positive_int
+from fantasy_world.camera.checks import as_positive_int
 from fantasy_world.camera.conventions import intrinsics_from_vfov
 from fantasy_world.camera.interpolation import PoseSpline, chord_knots, fill_times
 from fantasy_world.camera.keyframes import Keyframe, PathSettings
 from fantasy_world.camera.trajectory import CameraTrajectory
 from fantasy_world.errors import CameraFormatError
+from fantasy_world.limits import MAX_CAMERA_FRAMES
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +96,9 @@ class CameraPath:
     ) -> int:
         if not isinstance(index, int) or not 0 <= index <= len(self.keyframes):
             raise CameraFormatError(f"insert at {index!r}: expected an index from 0 to {len(self.keyframes)}")
-        if len(self.keyframes) >= MAX_FRAMES:
+        if len(self.keyframes) >= MAX_CAMERA_FRAMES:
             raise CameraFormatError(
-                f"camera path: already {MAX_FRAMES} keyframes; expected at most that many"
+                f"camera path: already {MAX_CAMERA_FRAMES} keyframes; expected at most that many"
             )
         if fov_y_deg is None:
             fov_y_deg = (
@@ -151,11 +152,6 @@ class CameraPath:
             )
         self.keyframes = [self.keyframes[i] for i in order]
         self._edited()
-
-    def clear_times(self) -> None:
-        """Drop explicit keyframe times so frames are spread by distance again."""
-        for kf in self.keyframes:
-            kf.time = None
 
     def _check_index(self, index: int) -> int:
         if not isinstance(index, int) or not -len(self.keyframes) <= index < len(self.keyframes):
@@ -222,7 +218,7 @@ class CameraPath:
 
     def frame_params(self, num_frames: int) -> np.ndarray:
         """Normalised parameters of the frames: both ends included, or the end left out for a loop."""
-        n = as_positive_int(num_frames, "num_frames", MAX_FRAMES)
+        n = as_positive_int(num_frames, "num_frames", MAX_CAMERA_FRAMES)
         if n == 1:
             return np.zeros(1)
         return np.arange(n) / n if self.settings.loop else np.linspace(0.0, 1.0, n)

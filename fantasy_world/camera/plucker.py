@@ -5,7 +5,7 @@ Two variants:
 * correct (default): pixel (i, j) has its centre at (i, j) — the same integer-centre convention as
   ``conventions.default_principal_point`` — so the centre pixel's ray is the optical axis and rays
   span the image.
-* ``official_double_scaled=True`` reproduces the official FantasyWorld builder (official report §1.8,
+* ``official_double_scaled=True`` reproduces the official FantasyWorld builder (the official
   ``get_plucker_embedding_direct_from_cam_params``). Our reading of that chain: the pose encoding is
   decoded to pixel intrinsics with the focal lengths preserved (FoV round trip) and the principal
   point at (W/2, H/2); those pixel values are then treated as normalised and multiplied by W (fx, cx)

@@ -6,15 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fantasy_world.camera.checks import (
-    MAX_FRAMES,
-    as_float,
-    check_image_size,
-    check_intrinsics,
-    check_rigid_c2w,
-)
+from fantasy_world.camera.checks import as_float, check_image_size, check_intrinsics, check_rigid_c2w
 from fantasy_world.camera.conventions import focal_to_fov, invert_pose
 from fantasy_world.errors import CameraFormatError
+from fantasy_world.limits import MAX_CAMERA_FRAMES
 
 
 @dataclass
@@ -40,8 +35,8 @@ class CameraTrajectory:
         if self.c2w.ndim != 3 or self.c2w.shape[1:] != (4, 4):
             raise CameraFormatError(f"{where}: c2w has shape {self.c2w.shape}; expected [N, 4, 4]")
         n = self.c2w.shape[0]
-        if not 1 <= n <= MAX_FRAMES:
-            raise CameraFormatError(f"{where}: {n} cameras; expected 1 to {MAX_FRAMES}")
+        if not 1 <= n <= MAX_CAMERA_FRAMES:
+            raise CameraFormatError(f"{where}: {n} cameras; expected 1 to {MAX_CAMERA_FRAMES}")
         if self.intrinsics.shape == (3, 3):
             self.intrinsics = np.repeat(self.intrinsics[None], n, axis=0)
         if self.intrinsics.shape != (n, 3, 3):

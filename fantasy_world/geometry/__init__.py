@@ -1,4 +1,4 @@
-"""Geometry I/O: depth → points, filtering, and every export of the output bundle (DESIGN §3)."""
+"""Geometry I/O: depth → points, filtering, and every export of the output bundle (file list in docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,10 @@
-"""The output bundle of DESIGN §3: one call writes every file, one call reads a world back."""
+"""The output bundle (file list in docs/ARCHITECTURE.md): one call writes every file, one call reads a world back."""
 
 from __future__ import annotations
 
 import json
 import logging
-import platform
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,22 +22,12 @@ from fantasy_world.geometry.ply import write_ply
 from fantasy_world.geometry.pointcloud import PointFilter, world_point_cloud
 from fantasy_world.geometry.video import write_video
 from fantasy_world.geometry.world_data import WorldData
+from fantasy_world.utils.versions import package_versions
 
 log = logging.getLogger(__name__)
 
-_VERSIONED = ("fantasy-world-studio", "numpy", "torch", "trimesh", "imageio", "imageio-ffmpeg", "pillow")
 MAX_FPS = 240.0  # video players and encoders refuse far less; nothing we write is faster
 _OWN_META = ("frames", "height", "width", "fps", "num_points", "point_filter", "point_source", "depth_range")
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def _jsonable(obj: Any) -> Any:
@@ -71,7 +59,8 @@ def write_bundle(
 
     The point cloud (PLY, GLB, points3D.txt) is ``point_source`` ("depth": unprojected depth with the
     predicted cameras, as the official exporter; "points": the point head) filtered per :class:`PointFilter`.
-    ``fps`` defaults to ``data.fps``; ``meta`` is merged over ``data.meta`` into meta.json.
+    ``fps`` defaults to ``data.fps``; ``meta`` is merged over ``data.meta`` into meta.json, whose one
+    ``timings`` entry holds the run's stage times (``data.timings``) and this export's.
     """
     start = time.perf_counter()
     out = Path(out_dir)
@@ -131,8 +120,8 @@ def write_bundle(
         },
         depth_range=[near, far],
     )
-    doc.setdefault("versions", _versions())
-    timings = dict(doc.get("timings") or {})
+    doc.setdefault("versions", package_versions())
+    timings = {**(doc.get("timings") or {}), **data.timings}
     timings["export"] = round(time.perf_counter() - start, 4)
     doc["timings"] = timings
     files["meta.json"] = out / "meta.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fantasy_world.errors import GeometryFormatError, InputError
+from fantasy_world.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,3 @@ def link_or_copy(files: list[Path], folder: str | Path) -> list[Path]:
             shutil.copyfile(src, dst)
         out.append(dst)
     return out
-
-
-def read_frame(path: str | Path) -> np.ndarray:
-    """One image file → uint8 [H, W, 3]."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as exc:
-        raise GeometryFormatError(f"{path}: cannot read image ({exc})") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,11 @@ def _check_poses(name: str, c2w: np.ndarray) -> None:
 class WorldData:
     """Video, depth, points and cameras of one world (OpenCV frames, c2w, pixel intrinsics).
 
-    Arrays are converted to the bundle dtypes on construction (images uint8, the rest float32) and every
-    shape is checked against ``images``' [N, H, W, 3], raising :class:`InputError` on mismatch.
+    The one result type from the pipeline to the bundle writer and the viewer (``WorldResult`` is its
+    public name in the pipeline API). Arrays are converted to the bundle dtypes on construction (images
+    uint8, the rest float32) and every shape is checked against ``images``' [N, H, W, 3], raising
+    :class:`InputError` on mismatch. ``requested_intrinsics`` are the cameras the request asked for (None
+    when there was no request, e.g. a reconstruction or a loaded file); ``timings`` are seconds per stage.
     """
 
     images: np.ndarray
@@ -48,6 +52,8 @@ class WorldData:
     requested_c2w: np.ndarray
     fps: float = 16.0
     meta: dict[str, Any] = field(default_factory=dict)
+    requested_intrinsics: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         images = np.asarray(self.images)
@@ -76,6 +82,10 @@ class WorldData:
             raise InputError("intrinsics: expected finite values")
         if np.any(self.intrinsics[:, 0, 0] <= 0) or np.any(self.intrinsics[:, 1, 1] <= 0):
             raise InputError("intrinsics: expected positive focal lengths fx, fy")
+        if self.requested_intrinsics is not None:
+            k = _as_float32("requested_intrinsics", self.requested_intrinsics)
+            _check_shape("requested_intrinsics", k, (n, 3, 3))
+            self.requested_intrinsics = k
         _check_poses("cam_c2w", self.cam_c2w)
         _check_poses("requested_c2w", self.requested_c2w)
         if not (np.isfinite(self.fps) and self.fps > 0):
@@ -83,6 +93,14 @@ class WorldData:
         self.fps = float(self.fps)
         if not isinstance(self.meta, dict):
             raise InputError(f"meta: expected a dict, got {type(self.meta).__name__}")
+        if not isinstance(self.timings, dict):
+            raise InputError(f"timings: expected a dict of seconds, got {type(self.timings).__name__}")
+
+    def save(self, out_dir: str | Path, **options: Any) -> dict[str, Path]:
+        """Write the output bundle into ``out_dir`` (options of :func:`~fantasy_world.geometry.write_bundle`)."""
+        from fantasy_world.geometry.bundle import write_bundle
+
+        return write_bundle(self, out_dir, **options)
 
     @property
     def num_frames(self) -> int:

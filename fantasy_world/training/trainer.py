@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from fantasy_world.errors import CheckpointError
-from fantasy_world.perf.compile import compile_blocks, compile_targets
+from fantasy_world.accel.compile import compile_blocks, compile_targets
 from fantasy_world.training.checkpoint import (
     TrainState,
     latest_checkpoint,

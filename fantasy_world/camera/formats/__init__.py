@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fantasy_world.camera.checks import MAX_FILE_BYTES
 from fantasy_world.camera.formats import native, nerfstudio, re10k, worldscore
 from fantasy_world.camera.formats.textio import (
     decode_text,
@@ -22,6 +21,7 @@ from fantasy_world.camera.formats.textio import (
 from fantasy_world.camera.path import CameraPath
 from fantasy_world.camera.trajectory import CameraTrajectory
 from fantasy_world.errors import CameraFormatError
+from fantasy_world.limits import MAX_CAMERA_FILE_BYTES
 
 FORMATS = ("native", "worldscore", "re10k", "nerfstudio")
 _ALIASES = {
@@ -100,7 +100,7 @@ def read_camera_bytes(
     data: bytes, name: str = "<upload>", width: int | None = None, height: int | None = None
 ) -> CameraTrajectory | CameraPath:
     """Same as :func:`read_camera_file` for bytes already in memory (app uploads)."""
-    if len(data) > MAX_FILE_BYTES:
+    if len(data) > MAX_CAMERA_FILE_BYTES:
         raise CameraFormatError(f"camera file '{name}': {len(data)} bytes; expected at most 20 MiB")
     return parse_camera_text(decode_text(data, name), name, width, height)
 

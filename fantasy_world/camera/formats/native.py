@@ -10,18 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fantasy_world.camera.checks import (
-    MAX_FRAMES,
-    as_bool,
-    as_float,
-    as_float_array,
-    as_positive_int,
-    is_number,
-)
+from fantasy_world.camera.checks import as_bool, as_float, as_float_array, as_positive_int, is_number
 from fantasy_world.camera.formats.common import num
 from fantasy_world.camera.keyframes import Keyframe, PathSettings
 from fantasy_world.camera.path import CameraPath
 from fantasy_world.errors import CameraFormatError
+from fantasy_world.limits import MAX_CAMERA_FRAMES
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +53,7 @@ def from_json(data: Any, name: str) -> CameraPath:
         if key in ("loop", "constant_speed"):
             value = as_bool(value, sw)
         elif key in ("num_frames",):
-            value = as_positive_int(value, sw, MAX_FRAMES)
+            value = as_positive_int(value, sw, MAX_CAMERA_FRAMES)
         elif key in ("width", "height"):
             value = as_positive_int(value, sw, 16_384)
         else:
@@ -67,9 +61,9 @@ def from_json(data: Any, name: str) -> CameraPath:
         setattr(settings, key, value)
     settings.validate(f"{where}: settings")
     raw_kfs = data.get("keyframes")
-    if not isinstance(raw_kfs, list) or not 2 <= len(raw_kfs) <= MAX_FRAMES:
+    if not isinstance(raw_kfs, list) or not 2 <= len(raw_kfs) <= MAX_CAMERA_FRAMES:
         count = len(raw_kfs) if isinstance(raw_kfs, list) else "no"
-        raise CameraFormatError(f"{where}: {count} keyframes; expected a list of 2 to {MAX_FRAMES}")
+        raise CameraFormatError(f"{where}: {count} keyframes; expected a list of 2 to {MAX_CAMERA_FRAMES}")
     keyframes = []
     for i, item in enumerate(raw_kfs):
         kw = f"{where}: keyframes[{i}]"

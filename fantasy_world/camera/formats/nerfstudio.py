@@ -13,17 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from fantasy_world.camera.checks import (
-    MAX_FRAMES,
-    as_float,
-    check_fov_deg,
-    check_rigid_c2w,
-    is_number,
-)
+from fantasy_world.camera.checks import as_float, check_fov_deg, check_rigid_c2w, is_number
 from fantasy_world.camera.conventions import fov_to_focal, opencv_to_opengl_c2w, opengl_to_opencv_c2w
 from fantasy_world.camera.formats.common import centred_intrinsics, choose_size, num, warn_if_lossy
 from fantasy_world.camera.trajectory import CameraTrajectory
 from fantasy_world.errors import CameraFormatError
+from fantasy_world.limits import MAX_CAMERA_FRAMES
 
 NAME = "nerfstudio"
 
@@ -58,9 +53,9 @@ def from_json(data: Any, name: str, width: int | None = None, height: int | None
             f"camera file '{name}': camera_type={str(cam_type)[:30]!r}; expected 'perspective'"
         )
     entries = data["camera_path"]
-    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_FRAMES:
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_CAMERA_FRAMES:
         raise CameraFormatError(
-            f"camera file '{name}': camera_path must be a list of 1 to {MAX_FRAMES} cameras"
+            f"camera file '{name}': camera_path must be a list of 1 to {MAX_CAMERA_FRAMES} cameras"
         )
     w, h = choose_size(name, width, height, data.get("render_width"), data.get("render_height"))
     c2w = np.empty((len(entries), 4, 4))

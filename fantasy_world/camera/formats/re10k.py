@@ -15,11 +15,12 @@ import re
 
 import numpy as np
 
-from fantasy_world.camera.checks import MAX_FRAMES, check_rigid_c2w
+from fantasy_world.camera.checks import check_rigid_c2w
 from fantasy_world.camera.conventions import invert_pose
 from fantasy_world.camera.formats.common import choose_size
 from fantasy_world.camera.trajectory import CameraTrajectory
 from fantasy_world.errors import CameraFormatError
+from fantasy_world.limits import MAX_CAMERA_FRAMES
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +100,9 @@ def from_text(text: str, name: str, width: int | None = None, height: int | None
             np.vstack([vals[7:].reshape(3, 4), [0.0, 0.0, 0.0, 1.0]]), where
         )  # same checks for w2c
         rows.append(vals)
-        if len(rows) > MAX_FRAMES:
+        if len(rows) > MAX_CAMERA_FRAMES:
             raise CameraFormatError(
-                f"camera file '{name}': more than {MAX_FRAMES} cameras; expected at most that"
+                f"camera file '{name}': more than {MAX_CAMERA_FRAMES} cameras; expected at most that"
             )
     if not rows:
         raise CameraFormatError(

@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fantasy_world.camera.checks import MAX_FILE_BYTES
 from fantasy_world.errors import CameraFormatError
+from fantasy_world.limits import MAX_CAMERA_FILE_BYTES
 
 
 def read_text(path: str | Path) -> str:
@@ -21,9 +21,9 @@ def read_text(path: str | Path) -> str:
         raise CameraFormatError(f"camera file '{path}': cannot be read ({exc.strerror or exc})") from None
     if not path.is_file():
         raise CameraFormatError(f"camera file '{path}': is not a regular file")
-    if size > MAX_FILE_BYTES:
+    if size > MAX_CAMERA_FILE_BYTES:
         raise CameraFormatError(
-            f"camera file '{path}': {size} bytes; expected at most {MAX_FILE_BYTES // (1024 * 1024)} MiB"
+            f"camera file '{path}': {size} bytes; expected at most {MAX_CAMERA_FILE_BYTES // (1024 * 1024)} MiB"
         )
     try:
         data = path.read_bytes()
@@ -33,7 +33,7 @@ def read_text(path: str | Path) -> str:
 
 
 def decode_text(data: bytes, name: str) -> str:
-    if len(data) > MAX_FILE_BYTES:
+    if len(data) > MAX_CAMERA_FILE_BYTES:
         raise CameraFormatError(f"camera file '{name}': {len(data)} bytes; expected at most 20 MiB")
     try:
         text = data.decode("utf-8-sig")

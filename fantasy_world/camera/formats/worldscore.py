@@ -1,6 +1,6 @@
 """WorldScore / FantasyWorld ``camera_data.json``.
 
-Schema (official §3.2): ``focal_length`` (pixels, fx = fy, 500 if absent), ``scale`` (unused),
+Schema (as the official code reads it): ``focal_length`` (pixels, fx = fy, 500 if absent), ``scale`` (unused),
 ``cameras`` (keyframe c2w 4×4), ``cameras_interp`` (per-frame OpenCV c2w 4×4). We also write
 ``intrinsics`` ([N,3,3] pixels), ``image_size`` (``{width, height}``) and ``fps`` and use them when present, so our own
 files round-trip exactly while official files still read as the official code reads them.
@@ -13,16 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from fantasy_world.camera.checks import (
-    MAX_FRAMES,
-    as_float,
-    as_float_array,
-    check_intrinsics,
-    check_rigid_c2w,
-)
+from fantasy_world.camera.checks import as_float, as_float_array, check_intrinsics, check_rigid_c2w
 from fantasy_world.camera.formats.common import centred_intrinsics, choose_size, num
 from fantasy_world.camera.trajectory import CameraTrajectory
 from fantasy_world.errors import CameraFormatError
+from fantasy_world.limits import MAX_CAMERA_FRAMES
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +31,10 @@ def sniff(data: Any) -> bool:
 
 def _pose_list(data: dict, key: str, name: str) -> np.ndarray:
     value = data[key]
-    if not isinstance(value, list) or not 1 <= len(value) <= MAX_FRAMES:
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_CAMERA_FRAMES:
         got = f"{len(value)} entries" if isinstance(value, list) else type(value).__name__
         raise CameraFormatError(
-            f"camera file '{name}': {key} has {got}; expected a list of 1 to {MAX_FRAMES} 4x4 poses"
+            f"camera file '{name}': {key} has {got}; expected a list of 1 to {MAX_CAMERA_FRAMES} 4x4 poses"
         )
     out = np.empty((len(value), 4, 4))
     for i, item in enumerate(value):

@@ -1,4 +1,4 @@
-"""Geometry-branch token layout and frame blocks (official ``vggt.aggregator``, §1.4–1.5).
+"""Geometry-branch token layout and frame blocks (the official ``vggt.aggregator``).
 
 Each latent frame becomes one "view" of ``[camera(1) | register(n) | patches(h·w)]`` tokens. The learned
 camera/register tokens have two versions: index 0 for the first latent frame (the reference frame, which

@@ -1,4 +1,4 @@
-"""Zero-gated bidirectional cross-attention between the video and geometry token streams (official §1.3).
+"""Zero-gated bidirectional cross-attention between the video and geometry token streams (as in the official model).
 
 One shared query/key space: ``m1_proj`` (video) and ``m2_proj`` (geometry) are the queries in one
 direction and the keys in the other (GLIP-style), so both directions attend through the same similarity

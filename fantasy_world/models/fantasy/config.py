@@ -19,6 +19,7 @@ from fantasy_world.models.wan.config import WanDiTConfig, wan_dit_config
 
 BridgeType = Literal["conv", "transformer"]
 PluckerMode = Literal["correct", "official"]
+TextEncoderKind = Literal["umt5-xxl", "minilm"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +34,8 @@ class FantasyWorldConfig:
     name: str
     dit: WanDiTConfig
     n_pcb: int
+    # the frozen text encoder whose features the DiT's text_dim takes (models.wan.text_encoder.load_text_encoder)
+    text_encoder: TextEncoderKind = "umt5-xxl"
     # geometry branch
     geo_dim: int
     geo_heads: int
@@ -232,6 +235,7 @@ def _tiny() -> FantasyWorldConfig:
         name="tiny",
         dit=dit,
         n_pcb=3,
+        text_encoder="minilm",
         geo_dim=128,
         geo_heads=4,
         geo_mlp_ratio=2.0,

@@ -22,13 +22,12 @@ class IRGBlock(nn.Module):
 
     def __init__(self, x_dit: WanBlock, x_agg: GeometryBlock, bicross_attention: BiCrossAttention) -> None:
         super().__init__()
-        self.__dict__["_x_dit"] = x_dit  # not a submodule: the DiT owns it
         self.x_agg = x_agg
         self.bicross_attention = bicross_attention
-
-    @property
-    def x_dit(self) -> WanBlock:
-        return self.__dict__["_x_dit"]
+        # A plain attribute, not a submodule: the DiT owns the block (its state-dict keys, .to(), .train()).
+        # object.__setattr__ skips nn.Module's registration of module-valued attributes.
+        self.x_dit: WanBlock
+        object.__setattr__(self, "x_dit", x_dit)
 
     def forward(
         self,

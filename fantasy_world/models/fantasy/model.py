@@ -1,6 +1,6 @@
 """FantasyWorld: a Wan2.1 DiT with a geometry branch that predicts depth, points and cameras in one pass.
 
-Data flow of :meth:`FantasyWorldModel.forward` (official ``joint_forward``, §1.2):
+Data flow of :meth:`FantasyWorldModel.forward` (the official code's ``joint_forward``):
 
 1. ``dit.embed`` (patchify, time, text/CLIP context, RoPE) and the preconditioning blocks ``0..n_pcb-1``;
 2. the latent bridge turns those video tokens into geometry patch tokens; the geometry branch gets its

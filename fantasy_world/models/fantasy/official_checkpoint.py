@@ -1,6 +1,6 @@
 """Official FantasyWorld checkpoints (``model.pth`` of FantasyWorld-Wan2.1-I2V-14B-480P) <-> our model.
 
-Official layout (§2.2–2.4): ``pipe.dit.*`` (Wan, blocks 0..n_pcb-1 only), ``IRGBlock.i.{x_dit, x_agg,
+Official layout (every key and shape: ``tests/fixtures/official_keys_wan21.json``): ``pipe.dit.*`` (Wan, blocks 0..n_pcb-1 only), ``IRGBlock.i.{x_dit, x_agg,
 bicross_attention}.*`` (x_dit = a deep copy of Wan block n_pcb+i), ``vggt.*`` (bridge, tokens, frame
 blocks, time embedding, heads), ``camera_condition.pose_encoder.*`` and the camera processors
 ``*.cross_attn.processor.*``. Our model keeps every Wan block in ``dit.blocks`` (the IRG blocks borrow

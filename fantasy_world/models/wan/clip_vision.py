@@ -73,13 +73,6 @@ CLIP_VISION_PRESETS: dict[str, ClipVisionConfig] = {
 }
 
 
-def clip_vision_config(name: str) -> ClipVisionConfig:
-    """Look up a preset by name."""
-    if name not in CLIP_VISION_PRESETS:
-        raise InputError(f"CLIP vision config {name!r}: expected one of {', '.join(CLIP_VISION_PRESETS)}")
-    return CLIP_VISION_PRESETS[name]
-
-
 class LayerNorm32(nn.LayerNorm):
     """LayerNorm computed in float32 whatever the weight dtype (Wan does the same for fp16 weights)."""
 

@@ -60,13 +60,6 @@ UMT5_PRESETS: dict[str, UMT5Config] = {
 }
 
 
-def umt5_config(name: str) -> UMT5Config:
-    """Look up a preset by name."""
-    if name not in UMT5_PRESETS:
-        raise InputError(f"umT5 config {name!r}: expected one of {', '.join(UMT5_PRESETS)}")
-    return UMT5_PRESETS[name]
-
-
 class RMSNorm(nn.Module):
     """T5 layer norm: scale only, no mean subtraction, computed in float32."""
 

@@ -75,11 +75,6 @@ class CausalConv3d(nn.Conv3d):
         self._causal_pad = (pad_w, pad_w, pad_h, pad_h, 2 * pad_t, 0)
         self.padding = (0, 0, 0)
 
-    @property
-    def temporal_context(self) -> int:
-        """Number of past frames this convolution looks at (0 for a pointwise-in-time conv)."""
-        return self._causal_pad[4]
-
     def forward(self, x: torch.Tensor, past: torch.Tensor | None = None) -> torch.Tensor:
         pad = list(self._causal_pad)
         if past is not None and pad[4] > 0:

@@ -1,4 +1,4 @@
-"""The benchmark sections (see ``perf.suite`` for the list and the order).
+"""The benchmark sections (see ``bench.harness.suite`` for the list and the order).
 
 Each section builds what it times, records rows as it goes and frees its models. Relative errors are
 ``‖a − b‖ / ‖b‖`` in float32 over the whole output.
@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from fantasy_world.model_folder import GenerationDefaults, LoadedModel
-from fantasy_world.models.wan.attention import ATTENTION_BACKENDS, attention_backend, set_attention_backend
-from fantasy_world.perf.bench_models import (
+from bench.harness.bench_models import (
     I2V_SIZE,
     SMALL_SIZE,
     T2V_SIZE,
@@ -31,17 +29,19 @@ from fantasy_world.perf.bench_models import (
     wan13_config,
     wan_inputs,
 )
-from fantasy_world.perf.compile import compile_blocks
-from fantasy_world.perf.diffusers_ref import build_diffusers_wan, diffusers_forward
-from fantasy_world.perf.flops import camera_adapter_flops, fantasy_flops, token_grid, wan_dit_flops
-from fantasy_world.perf.guidance import BatchedGuidance, SequentialGuidance
-from fantasy_world.perf.offload import enable_block_swap
-from fantasy_world.perf.probe import passing_backends, probe_in_child
-from fantasy_world.perf.timing import Timing, copy_bandwidth, matmul_ceiling, measure, sync, wall
-from fantasy_world.perf.weights import free_cuda
+from bench.harness.diffusers_ref import build_diffusers_wan, diffusers_forward
+from bench.harness.flops import camera_adapter_flops, fantasy_flops, token_grid, wan_dit_flops
+from bench.harness.probe import passing_backends, probe_in_child
+from bench.harness.timing import Timing, copy_bandwidth, matmul_ceiling, measure, sync, wall
+from bench.harness.weights import free_cuda
+from fantasy_world.accel.compile import compile_blocks
+from fantasy_world.accel.offload import enable_block_swap
+from fantasy_world.model_folder import GenerationDefaults, LoadedModel
+from fantasy_world.models.wan.attention import ATTENTION_BACKENDS, attention_backend, set_attention_backend
+from fantasy_world.sampling.guidance import BatchedGuidance, SequentialGuidance
 
 if TYPE_CHECKING:
-    from fantasy_world.perf.suite import Context
+    from bench.harness.suite import Context
 
 
 def backends(ctx: Context) -> list[str]:

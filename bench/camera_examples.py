@@ -1,6 +1,8 @@
 """The example camera files shipped in ``assets/cameras/``, generated from presets so they stay in sync.
 
-Regenerate with ``python -m fantasy_world.camera.examples assets/cameras``.
+Repository tooling (not part of the package); a test checks the shipped files against it.
+
+Regenerate with ``python -m bench.camera_examples assets/cameras`` from the repository root.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fantasy_world.perf.timing import Timing
+from bench.harness.timing import Timing
 
 
 @dataclass

@@ -8,6 +8,8 @@ is skipped (both guidance passes reuse the last velocities) when ``rate Ã— |t âˆ
 ``threshold``. Steps that read geometry (previews, the last step) and the first ``warmup`` steps always
 run, and at most ``max_skip`` steps in a row are skipped. It changes the output; the cost is measured in
 ``bench/RESULTS.md``. Wrap any guidance runner: ``pipe.guidance_runner = StepCache(SequentialGuidance())``.
+The sampler resets the cache before every generation (``reset``), so nothing carries over between calls
+whatever their timesteps.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 
 from fantasy_world.errors import InputError
 from fantasy_world.models.fantasy.model import FantasyWorldOutput
-from fantasy_world.perf.guidance import GuidanceRunner, PassResult, SequentialGuidance
+from fantasy_world.sampling.guidance import GuidanceRunner, PassResult, SequentialGuidance
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ def relative_l1(a: torch.Tensor, b: torch.Tensor) -> float:
     return 0.0 if num == 0.0 else num / max(den, 1e-12)
 
 
-class StepCache:
+class StepCache(GuidanceRunner):
     """A guidance runner that reuses the previous step's velocities where the drift rate allows."""
 
     def __init__(self, inner: GuidanceRunner | None = None, config: StepCacheConfig | None = None) -> None:
@@ -55,9 +57,9 @@ class StepCache:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the last velocities (a new generation starts; detected when t goes up)."""
+        """Forget the last velocities and counters: a new generation starts (the sampler calls this)."""
+        self.inner.reset()
         self._t_last: float | None = None
-        self._t_seen: float | None = None
         self._last: PassResult | None = None
         self._rate: float | None = None
         self._skipped_in_row = 0
@@ -77,9 +79,6 @@ class StepCache:
         self, model, x, t, cond, uncond, *, want_geo, clip_fea=None, y=None, camera=None, image_hw=None
     ) -> PassResult:
         t_now = float(t.reshape(-1)[0])
-        if self._t_seen is not None and t_now > self._t_seen:
-            self.reset()
-        self._t_seen = t_now
         if self._last is not None and self._skip(t_now, want_geo):
             self.skipped += 1
             self._skipped_in_row += 1

@@ -1,6 +1,6 @@
 """Models and inputs the benchmark times: real sizes on a GPU, the same code paths at toy sizes on a CPU.
 
-Weights are seeded random values (``perf.weights``); real checkpoints are not needed for timing. The
+Weights are seeded random values (``bench.harness.weights``); real checkpoints are not needed for timing. The
 umT5 encoder gets a hashing word tokenizer (:class:`HashTokenizer`), because the sentencepiece vocabulary
 is not available where the benchmark runs; the encoder itself is the real 24-layer umT5-XXL.
 """
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.harness.weights import build, seeded_randomize
 from fantasy_world.models.fantasy.config import FantasyWorldConfig, fantasy_world_config, reduced
 from fantasy_world.models.fantasy.model import FantasyWorldModel
 from fantasy_world.models.wan.config import WanDiTConfig, wan_dit_config
 from fantasy_world.models.wan.dit import WanDiT
 from fantasy_world.models.wan.umt5 import UMT5Config, UMT5Encoder
 from fantasy_world.models.wan.vae import WanVAE, wan_vae_config
-from fantasy_world.perf.weights import build, seeded_randomize
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import re
 import torch
 from torch import nn
 
+from bench.harness.weights import build, seeded_randomize
 from fantasy_world.models.wan.config import WanDiTConfig
-from fantasy_world.perf.weights import build, seeded_randomize
 
 _RENAMES: list[tuple[str, str]] = [
     (r"^time_embedding\.0\.", "condition_embedder.time_embedder.linear_1."),

@@ -1,21 +1,23 @@
 """How the two classifier-free-guidance passes of a denoising step are run.
 
-The pipeline calls ``runner(model, x, t, cond, uncond, want_geo=..., clip_fea=, y=, camera=, image_hw=)``
+The sampler calls ``runner(model, x, t, cond, uncond, want_geo=..., clip_fea=, y=, camera=, image_hw=)``
 and gets back the conditional :class:`FantasyWorldOutput` (with geometry when ``want_geo``) and the
-unconditional velocity (``None`` without guidance). Runners:
+unconditional velocity (``None`` without guidance). It calls ``runner.reset()`` before the first step of
+every generation, so a runner with state (the step cache) never carries anything from one call to the
+next. Runners:
 
-* :class:`SequentialGuidance` — two passes, as the official code. ``uncond_geometry=False`` runs the
-  negative pass through the plain DiT (camera adapters kept, geometry branch and bicross skipped): an
-  opt-in speed-up that changes the video, because in the official model the branch feeds the video
-  stream through bicross in the negative pass too.
+* :class:`SequentialGuidance` — two passes, as the official code (the pipeline's default).
+  ``uncond_geometry=False`` runs the negative pass through the plain DiT (camera adapters kept, geometry
+  branch and bicross skipped): an opt-in speed-up that changes the video, because in the official model
+  the branch feeds the video stream through bicross in the negative pass too.
 * :class:`BatchedGuidance` — both passes as one batch of two (same maths; one launch of every kernel).
   Steps that read geometry run sequentially so the heads see only the conditional batch.
-* ``GuidanceParallel`` (``fantasy_world.perf.parallel``) — one pass per GPU.
+* :class:`~fantasy_world.sampling.step_cache.StepCache` — wraps another runner and reuses the last
+  velocities on steps where they barely change.
+* ``GuidanceParallel`` (``fantasy_world.accel.parallel``) — one pass per GPU.
 """
 
 from __future__ import annotations
-
-from typing import Protocol
 
 import torch
 
@@ -24,7 +26,12 @@ from fantasy_world.models.fantasy.model import FantasyWorldModel, FantasyWorldOu
 PassResult = tuple[FantasyWorldOutput, torch.Tensor | None]
 
 
-class GuidanceRunner(Protocol):
+class GuidanceRunner:
+    """Base of every runner: ``__call__`` runs one step's passes; ``reset`` starts a new generation."""
+
+    def reset(self) -> None:
+        """Forget any state of the previous generation (stateless runners have none)."""
+
     def __call__(
         self,
         model: FantasyWorldModel,
@@ -38,7 +45,8 @@ class GuidanceRunner(Protocol):
         y: torch.Tensor | None = None,
         camera: torch.Tensor | None = None,
         image_hw: tuple[int, int] | None = None,
-    ) -> PassResult: ...
+    ) -> PassResult:
+        raise NotImplementedError
 
 
 def conditional_pass(model, x, t, context, *, want_geo, clip_fea, y, camera, image_hw) -> FantasyWorldOutput:
@@ -58,7 +66,7 @@ def unconditional_velocity(
     return model.dit(x, t, context, clip_fea=clip_fea, y=y, camera=camera)
 
 
-class SequentialGuidance:
+class SequentialGuidance(GuidanceRunner):
     """Conditional pass, then negative pass (optionally without the geometry branch)."""
 
     def __init__(self, uncond_geometry: bool = True) -> None:
@@ -66,7 +74,7 @@ class SequentialGuidance:
 
     def __call__(
         self, model, x, t, cond, uncond, *, want_geo, clip_fea=None, y=None, camera=None, image_hw=None
-    ):
+    ) -> PassResult:
         kw = {"clip_fea": clip_fea, "y": y, "camera": camera, "image_hw": image_hw}
         out = conditional_pass(model, x, t, cond, want_geo=want_geo, **kw)
         if uncond is None:
@@ -78,7 +86,7 @@ def _pair(a: torch.Tensor | None) -> torch.Tensor | None:
     return None if a is None else torch.cat([a, a], dim=0)
 
 
-class BatchedGuidance:
+class BatchedGuidance(GuidanceRunner):
     """Both passes in one forward of batch 2 (conditional first)."""
 
     def __init__(self) -> None:
@@ -86,7 +94,7 @@ class BatchedGuidance:
 
     def __call__(
         self, model, x, t, cond, uncond, *, want_geo, clip_fea=None, y=None, camera=None, image_hw=None
-    ):
+    ) -> PassResult:
         kw = {"clip_fea": clip_fea, "y": y, "camera": camera, "image_hw": image_hw}
         if uncond is None or want_geo or x.shape[0] != 1:
             return self._sequential(model, x, t, cond, uncond, want_geo=want_geo, **kw)

@@ -1,6 +1,6 @@
 """``python -m fantasy_world bench``: GPU timings of our models against diffusers and the matmul ceiling.
 
-Wire-up in ``cli.py``: ``add_bench_parser(sub)`` in ``build_parser`` and ``"bench": run_bench`` in the
+Wire-up in ``fantasy_world/cli.py``: ``add_bench_parser(sub)`` in ``build_parser`` and ``run_bench`` in the
 handler table. ``--small --device cpu`` runs every section on toy configs (a smoke test, no GPU needed).
 """
 
@@ -12,11 +12,9 @@ from pathlib import Path
 
 from fantasy_world.errors import InputError
 
-RESULTS_MD = Path(__file__).resolve().parents[1] / "bench" / "RESULTS.md"
-
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from fantasy_world.perf import ALL_SECTIONS  # no torch import at parse time
+    from bench.harness import ALL_SECTIONS  # no torch import at parse time
 
     p = sub.add_parser("bench", help="GPU benchmark: ours vs diffusers vs the measured matmul ceiling")
     p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default: cuda)")
@@ -37,8 +35,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
 
 
 def _options(args: argparse.Namespace):
-    from fantasy_world.perf import ALL_SECTIONS
-    from fantasy_world.perf.suite import BenchOptions
+    from bench.harness import ALL_SECTIONS
+    from bench.harness.suite import BenchOptions
 
     sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
     bad = [s for s in sections if s not in ALL_SECTIONS]
@@ -70,7 +68,7 @@ def markdown_report(meta: dict, table: str) -> str:
         "",
         "Weights are seeded random values at the real sizes (the same values in ours and diffusers). "
         "Times are medians of CUDA-event timings after a warm-up; peak GiB is the allocator's peak during the "
-        "timed calls (weights included). FLOPs: `fantasy_world/perf/flops.py` (conventions of perf_anchors.md).",
+        "timed calls (weights included). FLOPs: `bench/harness/flops.py` (matmul 2·M·N·K, attention 4·Lq·Lk·d).",
         "",
         table,
     ]
@@ -80,8 +78,8 @@ def markdown_report(meta: dict, table: str) -> str:
 def run_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from fantasy_world.perf.record import write_results_section
-    from fantasy_world.perf.suite import run_suite
+    from bench.harness.record import write_results_section
+    from bench.harness.suite import run_suite
 
     opts = _options(args)
     if opts.device.startswith("cuda") and not torch.cuda.is_available():

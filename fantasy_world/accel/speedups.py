@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from fantasy_world.accel.compile import compile_blocks
 from fantasy_world.models.wan.attention import set_attention_backend
-from fantasy_world.perf.compile import compile_blocks
-from fantasy_world.perf.guidance import BatchedGuidance, SequentialGuidance
-from fantasy_world.perf.step_cache import StepCache, StepCacheConfig
+from fantasy_world.sampling.guidance import BatchedGuidance, SequentialGuidance
+from fantasy_world.sampling.step_cache import StepCache, StepCacheConfig
 
 
 def speed_up(

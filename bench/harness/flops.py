@@ -1,4 +1,4 @@
-"""Analytic FLOP counts of one forward, with the conventions of ``perf_anchors.md``.
+"""Analytic FLOP counts of one forward (matmul 2·M·N·K, attention 4·Lq·Lk·d).
 
 Why analytic: the benchmark reports TFLOP/s and % of the measured matmul ceiling, and the count must not
 depend on which kernels ran. Convention: a matmul is 2·M·N·K, attention is 4·Lq·Lk·d (QKᵀ and PV),

@@ -3,7 +3,7 @@
 Why a child process: a fused kernel that faults (an illegal memory access) poisons the whole CUDA
 context, and everything measured after it in that process would fail. The probe checks each SDPA
 backend against FlashAttention at the real shapes, times it, and reports JSON; the benchmark then uses
-only the backends that passed. ``python -m fantasy_world.perf.probe [--small] [--device cuda]``.
+only the backends that passed. ``python -m bench.harness.probe [--small] [--device cuda]``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ SMALL_SHAPES = [("toy self-attn", 2, 32, 96, 96), ("toy bicross", 2, 48, 96, 111
 
 
 def _run(shapes, device: torch.device, backends: list[str]) -> list[dict]:
+    from bench.harness.timing import measure
     from fantasy_world.models.wan.attention import attention_backend
-    from fantasy_world.perf.timing import measure
 
     rows = []
     for label, h, d, lq, lk in shapes:
@@ -66,9 +66,7 @@ def _run(shapes, device: torch.device, backends: list[str]) -> list[dict]:
 
 def probe_in_child(device: str, small: bool, timeout_s: float = 180.0) -> dict:
     """Run the probe in a fresh interpreter; a crash or hang there is reported, not inherited."""
-    cmd = [sys.executable, "-m", "fantasy_world.perf.probe", "--device", device] + (
-        ["--small"] if small else []
-    )
+    cmd = [sys.executable, "-m", "bench.harness.probe", "--device", device] + (["--small"] if small else [])
     try:
         root = Path(__file__).resolve().parents[2]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=root)

@@ -3,7 +3,7 @@
 Why: the benchmark times our models against diffusers' at real sizes without real checkpoints, and a
 14B model pair does not fit one card at once. Each tensor is drawn from a generator seeded by (seed, our
 parameter name) on the target device, so a second model (diffusers' names mapped back to ours) gets the
-same values later, without both ever being resident. Never zeros (METHOD.md): matrices are scaled like
+same values later, without both ever being resident. Never zeros (zero weights let kernels and gates skip work): matrices are scaled like
 their fan-in, norm weights near 1, everything else small but non-zero (so zero-initialised gates are open).
 """
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 
+from bench.harness import ALL_SECTIONS, sections
+from bench.harness.record import Recorder
+from bench.harness.weights import free_cuda
 from fantasy_world.models.wan.attention import attention_backend, set_attention_backend
-from fantasy_world.perf import ALL_SECTIONS, sections
-from fantasy_world.perf.record import Recorder
-from fantasy_world.perf.weights import free_cuda
 
 # Rough full-size cost of each section on an H100 (seconds), used by the time guard.
 FULL_COST_S: dict[str, float] = {

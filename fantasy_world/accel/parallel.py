@@ -26,7 +26,7 @@ from fantasy_world.errors import InputError
 from fantasy_world.models.fantasy.model import FantasyWorldOutput, GeometryOutput
 from fantasy_world.models.wan.attention import attention, sequence_hook
 from fantasy_world.models.wan.dit import camera_or_none
-from fantasy_world.perf.guidance import conditional_pass, unconditional_velocity
+from fantasy_world.sampling.guidance import GuidanceRunner, conditional_pass, unconditional_velocity
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def broadcast_geometry(
     return GeometryOutput(**tensors)
 
 
-class GuidanceParallel:
+class GuidanceParallel(GuidanceRunner):
     """A guidance runner (``pipeline.guidance_runner``) for a group of exactly two ranks."""
 
     def __init__(self, group: dist.ProcessGroup | None = None, uncond_geometry: bool = True) -> None:

@@ -1,4 +1,4 @@
-"""Timing with device events and peak-memory readings, the way METHOD.md asks for them.
+"""Timing with device events and peak-memory readings.
 
 Why: CUDA work is asynchronous, so host clocks around a call measure launch time, not work. Every
 measurement here warms up first, times each repetition with CUDA events (host clock on CPU), and reports
