@@ -21,12 +21,13 @@ import gradio as gr
 from app.exports import open_upload, save_for_download
 from app.files import checked_upload, gradio_upload_root
 from app.gpu_queue import GpuQueue, PipelineCache, run_generation
-from app.models import model_choices
+from app.models import model_choices, model_info
 from app.sessions import Session, SessionRegistry
 from fantasy_world.camera import PRESETS, CameraPath, read_camera_bytes, save_camera_file
 from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputError
 from fantasy_world.pipeline import StepInfo, WorldResult
 from fantasy_world.validation import (
+    SizeLimits,
     check_frames,
     check_guidance,
     check_image_file,
@@ -111,9 +112,19 @@ class Studio:
         self.upload_roots = list(upload_roots) if upload_roots is not None else [gradio_upload_root()]
         self.upload_roots.append(self.registry.root)
         self.last_timing = Timing()
+        self._running: set[str] = set()  # sessions with a generation in flight
+        self._running_lock = threading.Lock()
 
     def session(self, request: gr.Request | None) -> Session:
-        return self.registry.open(_key(request))
+        s = self.registry.open(_key(request))
+        if s.editor.on_change is None:  # first use: path edits fade the shown result
+            s.editor.on_change = lambda _path, s=s: s.viewer.set_dimmed(s.viewer.world is not None)
+            s.editor.scene_points = s.viewer.sample_points
+        return s
+
+    def is_generating(self, request: gr.Request | None) -> bool:
+        with self._running_lock:
+            return _key(request) in self._running
 
     def check_model(self, model: object) -> str:
         """Only models the picker offers: a typed path could otherwise load any folder on the host."""
@@ -231,8 +242,9 @@ class Studio:
     # --------------------------------------------------------------------------------- generation
     def cancel(self, request: gr.Request | None = None) -> str:
         s = self.registry.get(_key(request))
-        if s is not None:
-            s.cancel.set()
+        if s is None or not self.is_generating(request):
+            return status_html("Nothing is generating: there is nothing to cancel", "warn")
+        s.cancel.set()
         return status_html("Cancelling after the current step…", "warn")
 
     def generate(
@@ -259,9 +271,45 @@ class Studio:
         except FantasyWorldError as exc:
             yield status_html(str(exc), "error"), keep, keep, keep
             return
+        with self._running_lock:
+            already = s.key in self._running
+            self._running.add(s.key)
+        if already:  # a second click during a run: say so, leave the run alone
+            yield status_html("Already generating: wait for this run or press Cancel", "warn"), keep, keep, keep
+            return
+        try:
+            yield from self._generate(
+                s, prompt, negative_prompt, image, model, frames, height, width, steps, guidance, seed,
+                preview_every, max_points, progress,
+            )  # fmt: skip
+        finally:
+            with self._running_lock:
+                self._running.discard(s.key)
+
+    def _generate(
+        self,
+        s: Session,
+        prompt: str,
+        negative_prompt: str,
+        image: str | None,
+        model: str,
+        frames: int,
+        height: int,
+        width: int,
+        steps: int,
+        guidance: float,
+        seed: int,
+        preview_every: int,
+        max_points: int,
+        progress: gr.Progress | None,
+    ) -> Iterator[tuple[Any, Any, Any, Any]]:
+        keep = gr.update()
         s.cancel.clear()
         try:
-            req = self._request(s, prompt, negative_prompt, image, frames, height, width, steps)
+            model = self.check_model(model)
+            req = self._request(
+                s, prompt, negative_prompt, image, frames, height, width, steps, model_info(model).limits
+            )
             req |= {
                 "guidance": check_guidance(as_float(guidance, "guidance")),
                 "seed": check_seed(as_int(seed, "seed")),
@@ -272,7 +320,6 @@ class Studio:
                     f"preview_every={req['preview_every']}: expected 0 (off) or a number of steps"
                 )
             max_points = as_int(max_points, "max_points")
-            model = self.check_model(model)
             ticket = self.gpu.enter()
         except FantasyWorldError as exc:
             yield status_html(str(exc), "error"), keep, keep, keep
@@ -306,16 +353,19 @@ class Studio:
         height: object,
         width: object,
         steps: object,
+        limits: SizeLimits | None = None,
     ) -> dict[str, Any]:
-        """The pipeline request from widget values, checked up front so mistakes never queue."""
-        h, w = check_size(as_int(height, "height"), as_int(width, "width"))
+        """The pipeline request from widget values, checked up front (with the model's limits on this
+        device) so mistakes never queue and nothing is clamped."""
+        limits = limits or SizeLimits()
+        h, w = check_size(as_int(height, "height"), as_int(width, "width"), limits)
         return {
             "prompt": check_prompt(prompt),
             "negative_prompt": check_prompt(negative_prompt or "", "negative_prompt", allow_empty=True)
             or None,
             "camera": s.editor.path.copy(),
             "image": None if not image else self._image(image),
-            "frames": check_frames(as_int(frames, "frames")),
+            "frames": check_frames(as_int(frames, "frames"), limits),
             "height": h,
             "width": w,
             "steps": check_steps(as_int(steps, "steps")),
@@ -403,6 +453,7 @@ class Studio:
         s.viewer.set_filter(max_points=max_points, redraw=False)  # show_world draws with it
         s.viewer.show_world(world)
         self.last_timing.to_first_cloud_s = time.perf_counter() - t0
+        s.editor.rescale()  # keyframe sizes follow the new scene
         yield status_html("Done: geometry in the 3-D view; writing video and exports…"), keep, keep, keep
         t1 = time.perf_counter()
         try:

@@ -29,6 +29,18 @@ KEY_COLOR = (250, 170, 30)
 SELECTED_COLOR = (230, 30, 60)
 SPLINE_COLOR = (250, 200, 60)
 DENSE_SAMPLES = 120
+NEW_KEY_STEP = 0.5  # a keyframe added from the view sits this many scene radii in front of the eye
+GIZMO_SCALE = 2.0  # gizmo size in keyframe-frustum sizes
+
+
+def path_summary(path: CameraPath) -> str:
+    """One line the viewer panel and the page both show, so they always agree."""
+    s = path.settings
+    name = path.preset_name or "edited"
+    return (
+        f"{name} · {len(path)} keyframes · {s.num_frames} frames · "
+        f"{s.duration:.2f} s at {s.fps:g} fps{' · loop' if s.loop else ''}"
+    )
 
 
 class PathEditor:
@@ -44,6 +56,10 @@ class PathEditor:
         self.path = path or CameraPath.preset("orbit", num_frames=17)
         self.on_change = on_change
         self.framer: Callable[[], None] | None = None  # the session frames path + world together
+        # The generated points, so sizes and steps follow the whole scene, not the path alone.
+        self.scene_points: Callable[[], np.ndarray | None] | None = None
+        self._radius = 1.0
+        self._remeasure = True  # sizes are measured for a new path or world, not on every edit
         self.selected = 0
         self.show_gizmos = True
         self.message = ""
@@ -93,6 +109,7 @@ class PathEditor:
         with self._lock:
             self.path = path
             self.selected = 0
+            self._remeasure = True
             self.gui_loop.value = path.settings.loop
             self._edited()
             self.frame_view()
@@ -162,9 +179,18 @@ class PathEditor:
         cam = client.camera
         c2w = wxyz_position_to_pose(np.asarray(cam.wxyz), np.asarray(cam.position))
         try:
-            self.add_keyframe(c2w, float(np.degrees(cam.fov)))
+            self.add_keyframe_from_view(c2w)
         except FantasyWorldError as exc:
             self._report(str(exc))
+
+    def add_keyframe_from_view(self, eye_c2w: np.ndarray) -> int:
+        """A keyframe where the person looks: a short step in front of their eye (so its gizmo is in
+        view, not around the eye), aimed the same way, with the path's FoV (not the viewer's)."""
+        with self._lock:
+            c2w = np.array(eye_c2w, dtype=np.float64)
+            c2w[:3, 3] += NEW_KEY_STEP * self._radius * c2w[:3, 2]
+            fov = self.path.keyframes[self.selected].fov_y_deg if len(self.path) else None
+            return self.add_keyframe(c2w, fov)
 
     def _select(self, index: int) -> None:
         with self._lock:
@@ -195,9 +221,9 @@ class PathEditor:
     def redraw(self, keys: bool = True) -> None:
         """Spline + sampled frame markers always; keyframe gizmos and frustums when ``keys``."""
         with self._lock, self.server.atomic():
-            c2w = np.stack([k.c2w for k in self.path.keyframes])
-            _, radius = robust_centre_radius(np.concatenate([c2w[:, :3, 3], content_points(c2w, None)]))
-            self._scale = max(0.08 * scene_extent(c2w[:, :3, 3]), 0.06 * radius)
+            if self._remeasure:
+                self._measure()
+                self._remeasure = False
             self._draw_spline()
             if keys:
                 self._draw_keyframes()
@@ -206,6 +232,28 @@ class PathEditor:
             self.gui_fly_frame.max = max(1, n - 1)
             self.fly.set_frames(n)
             self.fly.fps = self.path.settings.fps
+
+    def rescale(self) -> None:
+        """Measure the scene again (a new result is shown) and redraw at that size."""
+        with self._lock:
+            self._remeasure = True
+            self.redraw()
+
+    def _measure(self) -> None:
+        """Scene radius and keyframe size from the sampled path and any generated points.
+
+        Measured when a path is set or a world arrives, then kept while keyframes are edited: one
+        keyframe added far away must not blow every frustum and gizmo up."""
+        c2w = self.path.sample().c2w if len(self.path) >= 2 else np.stack([k.c2w for k in self.path.keyframes])
+        points = None
+        if self.scene_points is not None:
+            try:
+                points = self.scene_points()
+            except Exception:  # the viewer may be mid-redraw; sizes from the path alone then
+                log.debug("scene points unavailable for sizing", exc_info=True)
+        _, radius = robust_centre_radius(np.concatenate([c2w[:, :3, 3], content_points(c2w, points)]))
+        self._radius = radius
+        self._scale = max(0.05 * scene_extent(c2w[:, :3, 3]), 0.06 * radius)
 
     def _draw_spline(self) -> None:
         scene = self.server.scene
@@ -255,7 +303,7 @@ class PathEditor:
             self._frustums.append(frustum)
         wxyz, pos = pose_to_wxyz_position(self.path.keyframes[self.selected].c2w)
         self._gizmo = scene.add_transform_controls(
-            f"{ROOT}/gizmo", scale=self._scale * 2.5, wxyz=wxyz, position=pos, visible=self.show_gizmos
+            f"{ROOT}/gizmo", scale=self._scale * GIZMO_SCALE, wxyz=wxyz, position=pos, visible=self.show_gizmos
         )
         self._gizmo.on_update(lambda _: self._on_drag())
 
@@ -288,12 +336,7 @@ class PathEditor:
             self._gizmo.wxyz, self._gizmo.position = wxyz, pos
 
     def _update_summary(self) -> None:
-        s = self.path.settings
-        name = self.path.preset_name or "edited"
-        text = (
-            f"**{len(self.path)} keyframes** · {name} · {s.num_frames} frames · "
-            f"{s.duration:.2f} s at {s.fps:g} fps{' · loop' if s.loop else ''}"
-        )
+        text = f"**{path_summary(self.path)}**"
         if self.message:
             text += f"\n\n⚠ {self.message}"
         self.gui_summary.content = text

@@ -1,0 +1,138 @@
+"""Page handlers that keep the inputs honest: model-dependent ranges, frame counts from loaded paths,
+and a path summary that always says what the 3-D view shows.
+
+Nothing here changes a value without saying so in the status line.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import gradio as gr
+
+from app.callbacks import Studio, as_int, status_html
+from app.models import ModelInfo, model_info
+from app.path_editor import path_summary
+from fantasy_world.camera import CameraPath
+from fantasy_world.errors import FantasyWorldError
+from fantasy_world.validation import check_frames
+
+
+def summary_html(text: str) -> str:
+    return f'<div class="fw-path-summary" data-summary="{html.escape(text)}">Path: {html.escape(text)}</div>'
+
+
+def nearest_valid_frames(n: int, max_frames: int) -> int:
+    """The largest 1+4k count not above ``n`` (and the model's maximum)."""
+    n = max(1, min(int(n), max_frames))
+    return (n - 1) // 4 * 4 + 1
+
+
+class Page:
+    """Handlers wired by :func:`app.ui.build_ui` next to the :class:`Studio` ones."""
+
+    def __init__(self, studio: Studio) -> None:
+        self.studio = studio
+
+    def info(self, model: object) -> ModelInfo:
+        return model_info(self.studio.check_model(model))
+
+    # ------------------------------------------------------------------------------------- model
+    def input_hints(self, info: ModelInfo) -> list[Any]:
+        """Updates for (frames, height, width, steps, guidance, seed): ranges from the model and device."""
+        r = info.ranges()
+        return [
+            gr.update(info=r["frames"]),
+            gr.update(info=r["size"]),
+            gr.update(info=f"same rule; up to {info.max_side} with height {info.limits.min_side}"),
+            gr.update(info=r["steps"]),
+            gr.update(info=r["guidance"]),
+            gr.update(info=r["seed"]),
+        ]
+
+    def on_model_change(self, model: str, image: str | None, request: gr.Request | None = None) -> list[Any]:
+        """New model picked: its note, the image box if it takes one, its defaults and ranges — all said."""
+        keep = gr.update()
+        try:
+            info = self.info(model)
+        except FantasyWorldError as exc:
+            return [keep, keep, *([keep] * 6), status_html(str(exc), "error")]
+        d = info.defaults
+        values = [
+            gr.update(value=d.frames, info=info.ranges()["frames"]),
+            gr.update(value=d.height, info=info.ranges()["size"]),
+            gr.update(value=d.width),
+            gr.update(value=d.steps, info=info.ranges()["steps"]),
+            gr.update(value=d.guidance),
+            keep,
+        ]
+        said = (
+            f"Model {info.label.split(' — ')[0]}: its defaults set — {d.frames} frames, "
+            f"{d.height}×{d.width}, {d.steps} steps, guidance {d.guidance:g}"
+        )
+        image_update = gr.update(visible=info.image_input)
+        if image and not info.image_input:
+            image_update = gr.update(visible=False, value=None)
+            said += "; start image removed (this model is text-to-world)"
+        frames_status = self.on_frames(d.frames, model, request)
+        if "fw-error" in frames_status:
+            return [keep, keep, *([keep] * 6), frames_status]
+        return [image_update, info.note, *values, status_html(said)]
+
+    # -------------------------------------------------------------------------------------- path
+    def on_path_upload(
+        self, file: str | None, model: str, request: gr.Request | None = None
+    ) -> tuple[str, Any]:
+        """Load a camera file, then make Frames follow it (or say which count was used instead)."""
+        keep = gr.update()
+        status = self.studio.upload_path(file, request)
+        if "fw-error" in status:
+            return status, keep
+        s = self.studio.session(request)
+        path = s.editor.path
+        n = path.settings.num_frames
+        try:
+            max_frames = self.info(model).limits.max_frames
+        except FantasyWorldError:
+            max_frames = n
+        frames = nearest_valid_frames(n, max_frames)
+        name = file.rsplit("/", 1)[-1] if file else "camera file"
+        text = f"Loaded {name}: {n} frames · {n / path.settings.fps:.2f} s; Frames set to {frames}"
+        if frames != n:
+            s.editor.set_frames(frames)
+            text += f" (the model takes 1+4k frames up to {max_frames}, so the path is resampled to {frames})"
+        return status_html(text, "ok" if frames == n else "warn"), gr.update(value=frames)
+
+    def on_frames(self, frames: object, model: str, request: gr.Request | None = None) -> str:
+        """Frames typed or stepped: refused when invalid for the model; an unedited preset is rebuilt so
+        it never has more keyframes than frames."""
+        try:
+            n = check_frames(as_int(frames, "frames"), self.info(model).limits)
+        except FantasyWorldError as exc:
+            return status_html(str(exc), "error")
+        s = self.studio.session(request)
+        path = s.editor.path
+        try:
+            if path.preset_name and path.exact is not None:
+                s.editor.set_path(CameraPath.preset(path.preset_name, num_frames=n, **path.preset_params))
+            else:
+                s.editor.set_frames(n)
+        except FantasyWorldError as exc:
+            return status_html(str(exc), "error")
+        st = s.editor.path.settings
+        return status_html(f"{st.num_frames} frames = {st.duration:.2f} s at {st.fps:g} fps")
+
+    def path_tick(self, shown: object, request: gr.Request | None = None) -> tuple[Any, Any]:
+        """Poll: when the path changed (here or in the 3-D view), show the viewer's own summary."""
+        s = self.studio.registry.get(self.studio_key(request))
+        if s is None:
+            return gr.update(), shown
+        version = s.editor.version
+        if shown == version:
+            return gr.update(), shown
+        return summary_html(path_summary(s.editor.path)), version
+
+    @staticmethod
+    def studio_key(request: gr.Request | None) -> str:
+        return (request.session_hash if request is not None else None) or "local"
