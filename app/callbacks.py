@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 MAX_PRESET_PARAMS = 4
 MAX_MESSAGE_CHARS = 300
 WAIT_POLL_S = 0.5  # how often a queued request re-reads its position
+# The 3-D view fills the first screen beside the controls; video and depth sit under it, side by side.
+VIEWER_STYLE = "width:100%;height:max(420px, calc(100vh - 150px));border:0;border-radius:8px"
 EXPORT_FORMATS = {"native": ".json", "worldscore": ".json", "re10k": ".txt", "nerfstudio": ".json"}
 
 
@@ -142,7 +144,7 @@ class Studio:
             return status_html(str(exc), "error")
         return (
             f'<iframe id="fw-viewer" src="{s.viewer_url}" title="3-D view" '
-            'style="width:100%;height:640px;border:0;border-radius:8px" allow="fullscreen"></iframe>'
+            f'style="{VIEWER_STYLE}" allow="fullscreen"></iframe>'
         )
 
     def on_unload(self, request: gr.Request) -> None:
@@ -275,7 +277,12 @@ class Studio:
             already = s.key in self._running
             self._running.add(s.key)
         if already:  # a second click during a run: say so, leave the run alone
-            yield status_html("Already generating: wait for this run or press Cancel", "warn"), keep, keep, keep
+            yield (
+                status_html("Already generating: wait for this run or press Cancel", "warn"),
+                keep,
+                keep,
+                keep,
+            )
             return
         try:
             yield from self._generate(

@@ -32,9 +32,8 @@ DEFAULT_MODEL = "tiny"
 ENV_DIRS = "FANTASY_WORLD_MODEL_DIRS"  # extra folders (os.pathsep-separated) to list in the picker
 README_WEIGHTS = "README → Models"
 TINY_CAN_DRAW = (
-    "tiny is a small model trained on synthetic worlds: it draws balls, boxes, cylinders, cones, rings "
-    "and capsules in plain colours (red, blue, green, yellow, ...) on a courtyard, room, meadow, desert "
-    f"or snowy floor under a sunny, cloudy or dusk sky. For real scenes load real weights ({README_WEIGHTS})."
+    "tiny: a small model trained on synthetic worlds — coloured balls, boxes, cylinders, cones, rings and "
+    f"capsules on a floor under a sky. For real scenes, use real weights ({README_WEIGHTS})."
 )
 
 
@@ -110,8 +109,11 @@ def model_info(choice: str) -> ModelInfo:
                 trained = bool(meta.get("trained", True))
             except FantasyWorldError as exc:
                 log.warning("tiny model config unreadable: %s", exc)
-        note = TINY_CAN_DRAW if trained else "tiny is not trained in this checkout: its output is noise. " + (
-            f"For real scenes load real weights ({README_WEIGHTS})."
+        note = (
+            TINY_CAN_DRAW
+            if trained
+            else "tiny is not trained in this checkout: its output is noise. "
+            + (f"For real scenes load real weights ({README_WEIGHTS}).")
         )
         label = "tiny — small synthetic-world model (bundled, text-to-world)"
         return ModelInfo(choice, label, note, image_input, defaults, _limits(defaults))
@@ -123,16 +125,22 @@ def model_info(choice: str) -> ModelInfo:
             image_input = bool(meta.get("model", {}).get("dit", {}).get("image_input", False))
         except FantasyWorldError as exc:
             note = f"{folder.name}: its config cannot be read ({exc})"
-            return ModelInfo(choice, f"{folder.name} — unreadable", note, False, TINY_DEFAULTS, _limits(TINY_DEFAULTS))
+            return ModelInfo(
+                choice, f"{folder.name} — unreadable", note, False, TINY_DEFAULTS, _limits(TINY_DEFAULTS)
+            )
         kind = "image-to-world" if image_input else "text-to-world"
         name = str(meta.get("name", folder.name))
         note = f"{folder.name}: our model folder ({name}, {kind})" + (
             "; give a start image" if image_input else ""
         )
-        return ModelInfo(choice, f"{folder.name} — {name}, {kind}", note, image_input, defaults, _limits(defaults))
+        return ModelInfo(
+            choice, f"{folder.name} — {name}, {kind}", note, image_input, defaults, _limits(defaults)
+        )
     defaults = OFFICIAL_I2V_DEFAULTS
     note = (
         f"{folder.name}: official FantasyWorld Wan2.1-I2V-14B-480P (image-to-world, needs a start image "
         "and a large GPU)"
     )
-    return ModelInfo(choice, f"{folder.name} — FantasyWorld Wan2.1 I2V 14B", note, True, defaults, _limits(defaults))
+    return ModelInfo(
+        choice, f"{folder.name} — FantasyWorld Wan2.1 I2V 14B", note, True, defaults, _limits(defaults)
+    )

@@ -244,7 +244,9 @@ class PathEditor:
 
         Measured when a path is set or a world arrives, then kept while keyframes are edited: one
         keyframe added far away must not blow every frustum and gizmo up."""
-        c2w = self.path.sample().c2w if len(self.path) >= 2 else np.stack([k.c2w for k in self.path.keyframes])
+        c2w = (
+            self.path.sample().c2w if len(self.path) >= 2 else np.stack([k.c2w for k in self.path.keyframes])
+        )
         points = None
         if self.scene_points is not None:
             try:
@@ -303,7 +305,11 @@ class PathEditor:
             self._frustums.append(frustum)
         wxyz, pos = pose_to_wxyz_position(self.path.keyframes[self.selected].c2w)
         self._gizmo = scene.add_transform_controls(
-            f"{ROOT}/gizmo", scale=self._scale * GIZMO_SCALE, wxyz=wxyz, position=pos, visible=self.show_gizmos
+            f"{ROOT}/gizmo",
+            scale=self._scale * GIZMO_SCALE,
+            wxyz=wxyz,
+            position=pos,
+            visible=self.show_gizmos,
         )
         self._gizmo.on_update(lambda _: self._on_drag())
 
