@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 MAX_PRESET_PARAMS = 4
 MAX_MESSAGE_CHARS = 300
 WAIT_POLL_S = 0.5  # how often a queued request re-reads its position
+ALREADY_SHOWN_S = 4.0  # how long the running run's status repeats "already generating" after a click
+ALREADY = "Already generating: wait for this run or press Cancel"
 # The 3-D view fills the first screen beside the controls; video and depth sit under it, side by side.
 VIEWER_STYLE = "width:100%;height:max(420px, calc(100vh - 150px));border:0;border-radius:8px"
 EXPORT_FORMATS = {"native": ".json", "worldscore": ".json", "re10k": ".txt", "nerfstudio": ".json"}
@@ -116,6 +118,7 @@ class Studio:
         self.last_timing = Timing()
         self._running: set[str] = set()  # sessions with a generation in flight
         self._running_lock = threading.Lock()
+        self._clicked_again: dict[str, float] = {}  # session key -> when Generate was clicked mid-run
 
     def session(self, request: gr.Request | None) -> Session:
         s = self.registry.open(_key(request))
@@ -194,7 +197,7 @@ class Studio:
         except FantasyWorldError as exc:
             return status_html(str(exc), "error")
         self.session(request).editor.set_path(path)
-        return status_html(f"Camera path: {preset} ({len(path)} keyframes, {int(frames)} frames)")
+        return status_html(f"Camera path: {preset} set")
 
     def on_preset_change(self, preset: str, frames: int, request: gr.Request | None = None) -> list[Any]:
         """New preset picked: reset its sliders to defaults and draw it."""
@@ -264,9 +267,12 @@ class Studio:
         preview_every: int,
         max_points: int,
         request: gr.Request | None = None,
-        progress: gr.Progress | None = gr.Progress(),  # noqa: B008 - Gradio injects progress via this default
+        progress: gr.Progress | None = None,
     ) -> Iterator[tuple[Any, Any, Any, Any]]:
-        """Generate, streaming (status, video, depth video, downloads) as the run advances."""
+        """Generate, streaming (status, video, depth video, downloads) as the run advances.
+
+        Progress is shown only as the bar in our status line (``progress`` is kept for callers that
+        pass a ``gr.Progress`` of their own; the page passes none, so Gradio draws no second bar)."""
         keep = gr.update()
         try:
             s = self.session(request)
@@ -276,13 +282,9 @@ class Studio:
         with self._running_lock:
             already = s.key in self._running
             self._running.add(s.key)
-        if already:  # a second click during a run: say so, leave the run alone
-            yield (
-                status_html("Already generating: wait for this run or press Cancel", "warn"),
-                keep,
-                keep,
-                keep,
-            )
+        if already:  # a second click during a run: say so (here and in the run's next lines), leave it be
+            self._clicked_again[s.key] = time.monotonic()
+            yield status_html(ALREADY, "warn"), keep, keep, keep
             return
         try:
             yield from self._generate(
@@ -292,6 +294,14 @@ class Studio:
         finally:
             with self._running_lock:
                 self._running.discard(s.key)
+                self._clicked_again.pop(s.key, None)
+
+    def _said(self, s: Session, text: str) -> str:
+        """A running run's status line, led by "already generating" just after an extra click."""
+        clicked = self._clicked_again.get(s.key)
+        if clicked is not None and time.monotonic() - clicked < ALREADY_SHOWN_S:
+            return f"{ALREADY} · {text}"
+        return text
 
     def _generate(
         self,
@@ -436,7 +446,7 @@ class Studio:
                 text = f"Denoising step {value.step}/{value.total} · {value.elapsed_s:.1f} s"
                 if value.preview is not None:
                     text += " · preview geometry updated"
-                yield status_html(text, step=value.step, total=value.total), keep, keep, keep
+                yield status_html(self._said(s, text), step=value.step, total=value.total), keep, keep, keep
                 continue
             if kind == "cancelled":
                 yield status_html(f"Cancelled: {value}", "warn"), keep, keep, keep
@@ -460,7 +470,6 @@ class Studio:
         s.viewer.set_filter(max_points=max_points, redraw=False)  # show_world draws with it
         s.viewer.show_world(world)
         self.last_timing.to_first_cloud_s = time.perf_counter() - t0
-        s.editor.rescale()  # keyframe sizes follow the new scene
         yield status_html("Done: geometry in the 3-D view; writing video and exports…"), keep, keep, keep
         t1 = time.perf_counter()
         try:

@@ -29,8 +29,8 @@ KEY_COLOR = (250, 170, 30)
 SELECTED_COLOR = (230, 30, 60)
 SPLINE_COLOR = (250, 200, 60)
 DENSE_SAMPLES = 120
-NEW_KEY_STEP = 0.5  # a keyframe added from the view sits this many scene radii in front of the eye
-GIZMO_SCALE = 2.0  # gizmo size in keyframe-frustum sizes
+NEW_KEY_STEP = 0.8  # a keyframe added from the view sits this many scene radii in front of the eye
+GIZMO_SCALE = 1.5  # gizmo size in keyframe-frustum sizes
 
 
 def path_summary(path: CameraPath) -> str:
@@ -188,7 +188,7 @@ class PathEditor:
         view, not around the eye), aimed the same way, with the path's FoV (not the viewer's)."""
         with self._lock:
             c2w = np.array(eye_c2w, dtype=np.float64)
-            c2w[:3, 3] += NEW_KEY_STEP * self._radius * c2w[:3, 2]
+            c2w[:3, 3] += NEW_KEY_STEP * self.scene_radius() * c2w[:3, 2]
             fov = self.path.keyframes[self.selected].fov_y_deg if len(self.path) else None
             return self.add_keyframe(c2w, fov)
 
@@ -233,29 +233,30 @@ class PathEditor:
             self.fly.set_frames(n)
             self.fly.fps = self.path.settings.fps
 
-    def rescale(self) -> None:
-        """Measure the scene again (a new result is shown) and redraw at that size."""
-        with self._lock:
-            self._remeasure = True
-            self.redraw()
-
     def _measure(self) -> None:
-        """Scene radius and keyframe size from the sampled path and any generated points.
+        """Keyframe and gizmo size from the path (its sampled cameras and what they look at).
 
-        Measured when a path is set or a world arrives, then kept while keyframes are edited: one
-        keyframe added far away must not blow every frustum and gizmo up."""
-        c2w = (
-            self.path.sample().c2w if len(self.path) >= 2 else np.stack([k.c2w for k in self.path.keyframes])
-        )
+        Measured when a path is set, then kept while keyframes are edited: one keyframe added far
+        away must not blow every frustum and gizmo up."""
+        c2w = self.path.sample().c2w
+        cams = c2w[:, :3, 3]
+        _, radius = robust_centre_radius(np.concatenate([cams, content_points(c2w, None)]))
+        self._radius = radius
+        self._scale = max(0.05 * scene_extent(cams), 0.06 * radius)
+
+    def scene_radius(self) -> float:
+        """How big the scene is now: the path, plus the generated points when there are some."""
         points = None
         if self.scene_points is not None:
             try:
                 points = self.scene_points()
-            except Exception:  # the viewer may be mid-redraw; sizes from the path alone then
+            except Exception:  # the viewer may be mid-redraw; the path's size then
                 log.debug("scene points unavailable for sizing", exc_info=True)
+        if points is None or len(points) < 16:
+            return self._radius
+        c2w = self.path.sample().c2w
         _, radius = robust_centre_radius(np.concatenate([c2w[:, :3, 3], content_points(c2w, points)]))
-        self._radius = radius
-        self._scale = max(0.05 * scene_extent(c2w[:, :3, 3]), 0.06 * radius)
+        return max(radius, self._radius)
 
     def _draw_spline(self) -> None:
         scene = self.server.scene

@@ -33,6 +33,7 @@ CSS = """
 #fw-model-note { font-size: 0.85em; opacity: 0.85; }
 #fw-title h2 { margin: 0; }
 #fw-actions button { min-height: 42px; }
+#fw-top { position: sticky; top: 0; z-index: 20; background: var(--background-fill-primary); }
 #fw-main video { max-height: 42vh; }
 """
 
@@ -77,18 +78,20 @@ def build_ui(studio: Studio) -> gr.Blocks:
         )
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=340, elem_id="fw-left"):
-                prompt = gr.Textbox(label="Prompt", lines=2, elem_id="fw-prompt")
-                with gr.Row(elem_id="fw-actions"):
-                    generate = gr.Button("Generate", variant="primary", elem_id="fw-generate", scale=2)
-                    cancel = gr.Button("Cancel", variant="stop", elem_id="fw-cancel", scale=1)
-                status = gr.HTML(
-                    status_html("Ready: type a prompt, pick a camera path, press Generate"),
-                    elem_id="fw-status",
-                )
-                summary = gr.HTML(
-                    summary_html(path_summary(CameraPath.preset(DEFAULT_PRESET, d.frames))),
-                    elem_id="fw-path-summary",
-                )
+                # Prompt, Generate / Cancel, status and path line stay on screen while the column scrolls.
+                with gr.Column(elem_id="fw-top"):
+                    prompt = gr.Textbox(label="Prompt", lines=2, elem_id="fw-prompt")
+                    with gr.Row(elem_id="fw-actions"):
+                        generate = gr.Button("Generate", variant="primary", elem_id="fw-generate", scale=2)
+                        cancel = gr.Button("Cancel", variant="stop", elem_id="fw-cancel", scale=1)
+                    status = gr.HTML(
+                        status_html("Ready: type a prompt, pick a camera path, press Generate"),
+                        elem_id="fw-status",
+                    )
+                    summary = gr.HTML(
+                        summary_html(path_summary(CameraPath.preset(DEFAULT_PRESET, d.frames))),
+                        elem_id="fw-path-summary",
+                    )
                 model = gr.Dropdown(
                     [(model_info(m).label, m) for m in studio.models],
                     value=DEFAULT_MODEL,
@@ -148,11 +151,6 @@ def build_ui(studio: Studio) -> gr.Blocks:
                         )
                         negative = gr.Textbox(label="Negative prompt", lines=2)
                     with gr.Tab("Files", elem_id="fw-tab-files"):
-                        path_file = gr.File(
-                            label="Import path (drop a .json / .txt)",
-                            file_types=[".json", ".txt"],
-                            elem_id="fw-path-upload",
-                        )
                         with gr.Row():
                             export_fmt = gr.Dropdown(
                                 list(EXPORT_FORMATS), value="native", label="Export format"
@@ -160,6 +158,11 @@ def build_ui(studio: Studio) -> gr.Blocks:
                             export_btn = gr.Button("Export path", elem_id="fw-export")
                         export_file = gr.File(
                             label="Exported path", interactive=False, elem_id="fw-export-file"
+                        )
+                        path_file = gr.File(
+                            label="Import path (drop a .json / .txt)",
+                            file_types=[".json", ".txt"],
+                            elem_id="fw-path-upload",
                         )
                         reopen_file = gr.File(
                             label="Re-open a result: world.npz or bundle .zip",

@@ -97,10 +97,12 @@ def test_gizmo_and_new_keyframe_scale_with_the_scene_not_the_eye(editor):
     added = editor.path.keyframes[editor.selected]
     stepped = np.linalg.norm(added.position - far[:3, 3])
     assert stepped > 4.0 * editor._scale * 2.0  # off the eye: the gizmo covers a small part of the view
-    # A new result is measured: sizes follow its points (a 10x larger scene gets larger handles).
+    # With a generated world 10x larger than the path, a new keyframe steps further out (relative to
+    # the whole scene) while the handles keep the path's size.
     editor.scene_points = lambda: np.random.default_rng(0).normal(size=(5000, 3)) * 10.0
-    editor.rescale()
-    assert editor._scale > 3.0 * before
+    editor.add_keyframe_from_view(far)
+    further = np.linalg.norm(editor.path.keyframes[editor.selected].position - far[:3, 3])
+    assert further > 3.0 * stepped and editor._scale == pytest.approx(before)
 
 
 def test_viewer_and_page_summaries_are_the_same_line(editor):

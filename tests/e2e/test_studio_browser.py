@@ -110,8 +110,10 @@ def test_choosing_a_preset_draws_the_path(first, shots):
 def test_generate_fills_video_and_draws_points(first, shots):
     page, session = first
     page.locator("#fw-prompt textarea").fill("a red ball beside a tall blue box")
+    page.get_by_role("tab", name="Camera path").click()  # frames sit with the path
+    set_number(page, "fw-frames", 5)
+    page.get_by_role("tab", name="Settings").click()  # size, steps and guidance live in this tab
     for elem, value in [
-        ("fw-frames", 5),
         ("fw-height", 32),
         ("fw-width", 48),
         ("fw-steps", 2),
@@ -187,12 +189,13 @@ def test_malformed_path_file_shows_error_and_app_keeps_working(first, shots, tmp
     page, session = first
     bad = tmp_path / "broken_path.json"
     bad.write_text('{"keyframes": [{"c2w": [[1, 0], [0, 1]]}]}')
-    page.get_by_text("Camera path files").click()
+    page.get_by_role("tab", name="Files").click()  # camera path files live in this tab
     page.locator("#fw-path-upload input[type=file]").set_input_files(str(bad))
     page.locator("#fw-status").get_by_text("Camera file rejected").wait_for(timeout=WAIT_MS)
     page.screenshot(path=str(shots / "05a_bad_path_file.png"), full_page=True)
     assert "broken_path.json" in page.locator("#fw-status").inner_text()
     assert session.editor.path.preset_name == "truck_right"  # the old path survived
+    page.get_by_role("tab", name="Camera path").click()
     pick(page, "fw-preset", "pan")
     page.locator("#fw-status").get_by_text("Camera path: pan").wait_for(timeout=WAIT_MS)
     assert session.editor.path.preset_name == "pan"
