@@ -14,7 +14,7 @@ import gradio as gr
 from app.callbacks import Studio, as_int, status_html
 from app.models import ModelInfo, model_info
 from app.path_editor import path_summary
-from fantasy_world.camera import CameraPath
+from fantasy_world.camera import PRESETS, CameraPath
 from fantasy_world.errors import FantasyWorldError
 from fantasy_world.validation import check_frames
 
@@ -122,6 +122,35 @@ class Page:
             return status_html(str(exc), "error")
         st = s.editor.path.settings
         return status_html(f"{st.num_frames} frames = {st.duration:.2f} s at {st.fps:g} fps")
+
+    def on_preset_param(
+        self, preset: str, frames: object, *values: float | None, request: gr.Request | None = None
+    ) -> list[Any]:
+        """A preset slider moved or typed: apply it, or refuse it with one line and put the sliders
+        back to the values the path really has (no box is left showing a clamped number)."""
+        keep = [gr.update() for _ in values]
+        try:
+            frames = check_frames(as_int(frames, "frames"))
+        except FantasyWorldError as exc:
+            return [*keep, status_html(str(exc), "error")]
+        status = self.studio.apply_preset(preset, frames, *values, request=request)
+        if "fw-error" not in status:
+            return [*keep, status]
+        path = self.studio.session(request).editor.path
+        spec = PRESETS.get(preset)
+        if spec is None or path.preset_name != preset:
+            return [*keep, status]
+        back = [gr.update(value=path.preset_params.get(p.name, p.default)) for p in spec.params]
+        back += keep[len(back) :]
+        return [*back, status]
+
+    def on_preset_change(self, preset: str, frames: object, request: gr.Request | None = None) -> list[Any]:
+        """A new preset: its sliders at their defaults and the path drawn (frames checked first)."""
+        try:
+            n = check_frames(as_int(frames, "frames"))
+        except FantasyWorldError as exc:
+            return [*self.studio.preset_controls(preset), status_html(str(exc), "error")]
+        return self.studio.on_preset_change(preset, n, request=request)
 
     def path_tick(self, shown: object, request: gr.Request | None = None) -> tuple[Any, Any]:
         """Poll: when the path changed (here or in the 3-D view), show the viewer's own summary."""

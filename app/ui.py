@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -46,6 +47,15 @@ def example_prompts() -> list[list[str]]:
         log.warning("no example prompts at %s", EXAMPLES_FILE)
         return []
     return [[it["prompt"], it["camera"]] for it in items if it.get("camera") in PRESETS]
+
+
+def refusing_slider(**kwargs: Any) -> gr.Slider:
+    """A slider whose typed values reach our handler as typed. Gradio's own bounds check would answer
+    with a generic error and leave the box clamped to the end of its range while the path kept the
+    old value; our handler refuses the value with one line and puts the slider back."""
+    slider = gr.Slider(**kwargs)
+    slider.preprocess = lambda payload: payload  # type: ignore[method-assign]  # per instance, no subclass
+    return slider
 
 
 def _number(value: float, label: str, elem_id: str, info: str, step: float = 1) -> gr.Number:
@@ -121,13 +131,14 @@ def build_ui(studio: Studio) -> gr.Blocks:
                         for i in range(MAX_PRESET_PARAMS):
                             p = spec.params[i] if i < len(spec.params) else None
                             params.append(
-                                gr.Slider(
+                                refusing_slider(
                                     minimum=p.minimum if p else 0,
                                     maximum=p.maximum if p else 1,
                                     value=p.default if p else 0,
                                     label=(f"{p.name} ({p.unit})" if p and p.unit else p.name if p else ""),
                                     info=p.description if p else None,
                                     visible=p is not None,
+                                    elem_id=f"fw-param{i}",
                                 )
                             )
                     with gr.Tab("Settings", elem_id="fw-tab-settings"):
@@ -201,10 +212,14 @@ def build_ui(studio: Studio) -> gr.Blocks:
             [image, model_note, frames, height, width, steps, guidance, seed, status],
             **quiet,
         )
-        preset.change(studio.on_preset_change, [preset, frames], [*params, status], **quiet)
+        preset.change(page.on_preset_change, [preset, frames], [*params, status], **quiet)
         for slider in params:
             slider.release(
-                studio.apply_preset, [preset, frames, *params], status, trigger_mode="always_last", **quiet
+                page.on_preset_param,
+                [preset, frames, *params],
+                [*params, status],
+                trigger_mode="always_last",
+                **quiet,
             )
         frames.submit(page.on_frames, [frames, model], status, **quiet)
         frames.blur(page.on_frames, [frames, model], status, **quiet)

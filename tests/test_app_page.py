@@ -199,3 +199,17 @@ def test_one_spelling_of_preset_names_in_readme_and_cli():
         if hyphen != name:
             assert f"{hyphen}," not in cli and f"{hyphen}/" not in readme
     assert CameraPath.preset("dolly-in").preset_name == "dolly_in"  # the other spelling is an alias
+
+
+def test_a_typed_preset_value_out_of_range_is_refused_and_the_slider_put_back(studio):
+    page = Page(studio)
+    page.on_preset_change("orbit", 17, request=req())
+    out = page.on_preset_param("orbit", 17, 99.0, 360.0, 0.0, 60.0, request=req())
+    *sliders, status = out
+    assert "fw-error" in status and "radius" in status and "99" in status
+    assert sliders[0]["value"] == 1.0  # back to what the path has, not clamped to the slider's end
+    assert studio.registry.get("a").editor.path.preset_params["radius"] == 1.0
+    ok = page.on_preset_param("orbit", 17, 2.0, 360.0, 0.0, 60.0, request=req())
+    assert "fw-error" not in ok[-1] and studio.registry.get("a").editor.path.preset_params["radius"] == 2.0
+    bad_frames = page.on_preset_change("pan", None, request=req())
+    assert "fw-error" in bad_frames[-1] and "frames" in bad_frames[-1]

@@ -160,6 +160,8 @@ def test_second_context_does_not_see_first_points(first, browser, studio_server,
         assert session_b.token != session_a.token and session_b.viewer.world is None
         pick(page_b, "fw-preset", "truck_right")  # same path as the first visitor: views should match
         wait_until(lambda: session_b.editor.path.preset_name == "truck_right", what="preset applied")
+        # The status line comes back only after the path is drawn and framed: frame it over after that.
+        page_b.locator("#fw-status").get_by_text("truck_right").wait_for(timeout=WAIT_MS)
         # The first visitor's view was framed on their world; give the second the same camera and
         # ground so the two screenshots differ only by what each scene holds.
         c2w = np.asarray(session_a.viewer.world.requested_c2w)

@@ -171,6 +171,16 @@ def test_values_are_refused_not_clamped_and_a_loaded_path_sets_frames(
         page.locator("#fw-status").get_by_text(re.compile(r"frames=1000: expected")).wait_for(timeout=WAIT_MS)
         set_number(page, "fw-frames", 5)
         page.locator("#fw-status").get_by_text("5 frames").wait_for(timeout=WAIT_MS)
+        # A preset value typed past its slider's end: refused in one line, the slider put back.
+        radius = page.locator("#fw-param0 input[type=number]")
+        radius.fill("99")
+        radius.press("Enter")
+        page.locator("#fw-prompt textarea").click()  # leaving the box releases the slider
+        page.locator("#fw-status").get_by_text("radius=99").wait_for(timeout=WAIT_MS)
+        wait_until(lambda: radius.input_value() == "1", timeout=10, what="radius slider put back to 1")
+        assert session.editor.path.preset_params["radius"] == 1.0
+        assert page.locator(".toast-body").count() == 0, "Gradio's own error showed"
+        page.screenshot(path=str(shots / "13_preset_value_refused_1600x1000.png"))
 
         tab(page, "Settings")
         for elem, bad, expect, good in [
