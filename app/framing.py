@@ -15,6 +15,7 @@ import numpy as np
 UP = np.array([0.0, -1.0, 0.0])  # OpenCV world: y points down
 CONTENT_AHEAD = 1.0  # presets are in scene units: 1 ≈ distance of what the first frame sees
 VIEW_FOV_DEG = 50.0  # vertical FoV we assume for the person's camera when fitting the scene
+FIT_MARGIN = 1.25  # the framed sphere fills about 80% of the view height: the path is not drawn tiny
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def frame_scene(c2w: np.ndarray, points: np.ndarray | None = None, fov_deg: floa
     flat = forward - UP * float(forward @ UP)
     flat = flat / np.linalg.norm(flat) if np.linalg.norm(flat) > 1e-6 else np.array([0.0, 0.0, 1.0])
     eye = first - 0.6 * radius * flat + 0.5 * radius * UP
-    need = 1.5 * radius / math.tan(math.radians(fov_deg) / 2.0)  # distance at which the sphere fits
+    need = FIT_MARGIN * radius / math.tan(math.radians(fov_deg) / 2.0)  # distance at which the sphere fits
     offset = eye - target
     dist = float(np.linalg.norm(offset))
     if dist < 1e-6:

@@ -303,3 +303,48 @@ def test_new_user_flow_at_1280x800(browser, studio_server, shots):
         json.dumps(texts)  # plain text lines
     finally:
         context.close()
+
+
+def test_image_box_only_for_image_to_world_models(browser, shots, tmp_path):
+    """A second model folder (image-to-world) in the picker: the image box and its defaults follow it."""
+    from app.callbacks import Studio
+    from app.server import BackgroundServer, create_app
+    from app.sessions import SessionRegistry
+    from fantasy_world.model_folder import CONFIG_FILE, FOLDER_FORMAT, FOLDER_VERSION
+
+    folder = tmp_path / "my-i2v-model"
+    folder.mkdir()
+    meta = {
+        "format": FOLDER_FORMAT,
+        "version": FOLDER_VERSION,
+        "name": "my-i2v",
+        "model": {"dit": {"image_input": True}},
+        "vae": {},
+        "defaults": {"frames": 33, "height": 64, "width": 96, "steps": 4, "guidance": 3.0},
+    }
+    (folder / CONFIG_FILE).write_text(json.dumps(meta))
+    studio = Studio(SessionRegistry(tmp_path / "sessions"), models=["tiny", str(folder)])
+    app, studio = create_app(studio)
+    server = BackgroundServer(app).start()
+    context = None
+    try:
+        context, page, session = open_at(browser, server.url, studio, 1280, 800)
+        assert not page.locator("#fw-image").is_visible()
+        page.locator("#fw-model input").click()
+        page.get_by_role("option", name=re.compile("my-i2v-model")).click()
+        page.locator("#fw-status").get_by_text("33 frames").wait_for(timeout=WAIT_MS)
+        page.locator("#fw-image").wait_for(state="visible", timeout=WAIT_MS)
+        assert "image-to-world" in page.locator("#fw-model-note").inner_text()
+        assert page.locator("#fw-frames input").input_value() == "33"
+        assert session.editor.path.settings.num_frames == 33
+        page.screenshot(path=str(shots / "13_image_model_selected_1280x800.png"))
+        page.locator("#fw-model input").click()
+        page.get_by_role("option", name=re.compile("^tiny")).click()
+        page.locator("#fw-image").wait_for(state="hidden", timeout=WAIT_MS)
+        assert "README" in page.locator("#fw-model-note").inner_text()
+        page.screenshot(path=str(shots / "13_tiny_selected_again_1280x800.png"))
+    finally:
+        if context is not None:
+            context.close()
+        server.stop()
+        studio.registry.close_all()
