@@ -80,6 +80,17 @@ def as_float(value: object, name: str) -> float:
     return float(value)
 
 
+MIN_POINTS = 1000
+
+
+def check_max_points(value: object) -> int:
+    """The point cap for the viewer and exports: a whole number of at least ``MIN_POINTS``."""
+    n = as_int(value, "max_points")
+    if n < MIN_POINTS:
+        raise InputError(f"max_points={n}: expected a whole number of at least {MIN_POINTS}")
+    return n
+
+
 def status_html(text: str, kind: str = "info", step: int | None = None, total: int | None = None) -> str:
     """The status line under the viewer: message plus, while denoising, a step bar."""
     text = one_line(text)
@@ -336,7 +347,7 @@ class Studio:
                 raise InputError(
                     f"preview_every={req['preview_every']}: expected 0 (off) or a number of steps"
                 )
-            max_points = as_int(max_points, "max_points")
+            max_points = check_max_points(max_points)
             ticket = self.gpu.enter()
         except FantasyWorldError as exc:
             yield status_html(str(exc), "error"), keep, keep, keep
@@ -501,7 +512,7 @@ class Studio:
         try:
             path = checked_upload(file, self.upload_roots, "bundle")
             world = open_upload(path, s.workdir)
-            max_points = as_int(max_points, "max_points")
+            max_points = check_max_points(max_points)
         except FantasyWorldError as exc:
             yield status_html(f"Cannot open the file: {exc}", "error"), keep, keep, keep
             s.busy = False

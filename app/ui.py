@@ -157,7 +157,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
                             200_000,
                             "Max points (viewer and exports)",
                             "fw-max-points",
-                            "1,000 or more",
+                            "a whole number of at least 1,000",
                             10_000,
                         )
                         negative = gr.Textbox(label="Negative prompt", lines=2)

@@ -130,7 +130,15 @@ def test_out_of_range_frames_are_refused_not_clamped(studio, value):
 
 @pytest.mark.parametrize(
     ("index", "value", "match"),
-    [(6, 100_000, "size"), (5, 720, "size"), (7, 0, "steps"), (9, 1.5, "seed"), (4, 1000, "frames")],
+    [
+        (6, 100_000, "size"),
+        (5, 720, "size"),
+        (7, 0, "steps"),
+        (9, 1.5, "seed"),
+        (4, 1000, "frames"),
+        (8, 60.0, "guidance"),
+        (11, 0, "max_points"),
+    ],
 )
 def test_generate_refuses_instead_of_clamping(studio, index, value, match):
     args = ["a ball", "", None, "tiny", 5, 32, 48, 1, 1.0, 0, 0, 10_000]
