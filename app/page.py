@@ -115,7 +115,8 @@ class Page:
         path = s.editor.path
         try:
             if path.preset_name and path.exact is not None:
-                s.editor.set_path(CameraPath.preset(path.preset_name, num_frames=n, **path.preset_params))
+                rebuilt = CameraPath.preset(path.preset_name, num_frames=n, **path.preset_params)
+                s.editor.set_path(rebuilt, frame=False)  # same move, new keyframe count: the view stays
             else:
                 s.editor.set_frames(n)
         except FantasyWorldError as exc:

@@ -104,15 +104,16 @@ class PathEditor:
         self.gui_fly_play.on_update(lambda _: self.fly.play(bool(self.gui_fly_play.value)))
 
     # ------------------------------------------------------------------------------------ editing
-    def set_path(self, path: CameraPath) -> None:
-        """Replace the whole path (preset, uploaded file)."""
+    def set_path(self, path: CameraPath, frame: bool = True) -> None:
+        """Replace the whole path (preset, uploaded file); ``frame=False`` keeps the person's view."""
         with self._lock:
             self.path = path
             self.selected = 0
             self._remeasure = True
             self.gui_loop.value = path.settings.loop
             self._edited()
-            self.frame_view()
+            if frame:
+                self.frame_view()
 
     def set_frames(self, num_frames: int, fps: float | None = None) -> None:
         with self._lock:
