@@ -186,3 +186,12 @@ def test_saved_preset_reloads_as_its_exact_move(tmp_path) -> None:
     np.testing.assert_allclose(loaded.sample().c2w, path.sample().c2w, atol=1e-9)
     loaded.settings.loop = True  # a setting presets are not built with: the spline again
     assert not np.allclose(loaded.sample().c2w, path.sample().c2w, atol=1e-3)
+
+
+def test_a_preset_path_with_its_exact_move_pickles() -> None:
+    import pickle
+
+    path = CameraPath.preset("orbit", num_frames=9, angle=180.0)
+    again = pickle.loads(pickle.dumps(path))
+    assert again.exact is not None
+    np.testing.assert_array_equal(again.sample().c2w, path.sample().c2w)

@@ -310,10 +310,22 @@ def build_preset(name: str, num_frames: int = 33, **params: object) -> CameraPat
     path = CameraPath(spec.keyframes(values, num_frames), PathSettings(num_frames=num_frames))
     path.preset_name, path.preset_params = key, values
     if spec.at is not None:
-        at = spec.at
-        path.exact = lambda u: _stack(at(values, u))
+        path.exact = ExactMove(key, tuple(sorted(values.items())))
     return path
 
 
-def _stack(kfs: list[Keyframe]) -> tuple[np.ndarray, np.ndarray]:
-    return np.stack([k.c2w for k in kfs]), np.array([k.fov_y_deg for k in kfs])
+@dataclass(frozen=True)
+class ExactMove:
+    """The exact poses of a turning preset at path parameters u in [0, 1]: c2w [M,4,4] and FoV [M].
+
+    A plain class, not a closure, so paths that carry it still copy and pickle."""
+
+    name: str
+    values: tuple[tuple[str, float], ...]
+
+    def __call__(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        at = PRESETS[self.name].at
+        if at is None:
+            raise InputError(f"camera preset {self.name!r}: has no exact move")
+        kfs = at(dict(self.values), np.asarray(u, dtype=np.float64).reshape(-1))
+        return np.stack([k.c2w for k in kfs]), np.array([k.fov_y_deg for k in kfs])
