@@ -31,6 +31,7 @@ SPLINE_COLOR = (250, 200, 60)
 DENSE_SAMPLES = 120
 NEW_KEY_STEP = 0.8  # a keyframe added from the view sits this many scene radii in front of the eye
 GIZMO_SCALE = 1.5  # gizmo size in keyframe-frustum sizes
+MAX_DRAWN_KEYS = 12  # a per-frame file (one keyframe per camera) shows this many frustums, the rest as line
 
 
 def path_summary(path: CameraPath) -> str:
@@ -66,7 +67,7 @@ class PathEditor:
         self.version = 0  # bumped on every edit; the UI compares it to know the path changed
         self._lock = threading.RLock()
         self._gizmo: Any = None
-        self._frustums: list[Any] = []
+        self._frustums: dict[int, Any] = {}  # keyframe index -> its drawn frustum
         self._scale = 0.1
         self.fly = Playback(self._fly_to)
         self._build_gui()
@@ -197,6 +198,8 @@ class PathEditor:
         with self._lock:
             self.selected = max(0, min(index, len(self.path) - 1))
             self.gui_fov.value = round(self.path.keyframes[self.selected].fov_y_deg, 1)
+            if self.selected not in self._frustums:  # a thinned-out keyframe: draw it now
+                self._draw_keyframes()
             self._color_frustums()
 
     def _on_fov(self) -> None:
@@ -286,13 +289,23 @@ class PathEditor:
         )
 
     def _draw_keyframes(self) -> None:
-        """A frustum per keyframe (click to select) and one gizmo on the selected keyframe."""
+        """A frustum per keyframe (click to select) and one gizmo on the selected keyframe.
+
+        A path with one keyframe per frame (a loaded camera file) would be a crown of frustums: then
+        only ``MAX_DRAWN_KEYS`` evenly spaced ones, the ends and the selected one are drawn; the others
+        are still on the path line and reachable with the Keyframe slider."""
         scene = self.server.scene
         scene.remove_by_name(f"{ROOT}/keys")
         scene.remove_by_name(f"{ROOT}/gizmo")
-        self._frustums = []
+        self._frustums = {}
         s = self.path.settings
+        n = len(self.path)
+        drawn = set(range(n))
+        if n > MAX_DRAWN_KEYS:
+            drawn = {int(round(v)) for v in np.linspace(0, n - 1, MAX_DRAWN_KEYS)} | {self.selected}
         for i, kf in enumerate(self.path.keyframes):
+            if i not in drawn:
+                continue
             wxyz, pos = pose_to_wxyz_position(kf.c2w)
             frustum = scene.add_camera_frustum(
                 f"{ROOT}/keys/k{i}",
@@ -304,7 +317,7 @@ class PathEditor:
                 position=pos,
             )
             frustum.on_click(lambda _, i=i: self._select_from_click(i))
-            self._frustums.append(frustum)
+            self._frustums[i] = frustum
         wxyz, pos = pose_to_wxyz_position(self.path.keyframes[self.selected].c2w)
         self._gizmo = scene.add_transform_controls(
             f"{ROOT}/gizmo",
@@ -328,7 +341,7 @@ class PathEditor:
         except FantasyWorldError as exc:
             self._report(str(exc))
             return
-        if index < len(self._frustums):
+        if index in self._frustums:
             self._frustums[index].wxyz, self._frustums[index].position = gizmo.wxyz, gizmo.position
 
     def _select_from_click(self, index: int) -> None:
@@ -337,7 +350,7 @@ class PathEditor:
 
     def _color_frustums(self) -> None:
         """Highlight the selected keyframe and move the gizmo onto it."""
-        for i, frustum in enumerate(self._frustums):
+        for i, frustum in self._frustums.items():
             frustum.color = SELECTED_COLOR if i == self.selected else KEY_COLOR
         if self._gizmo is not None and self.selected < len(self.path):
             wxyz, pos = pose_to_wxyz_position(self.path.keyframes[self.selected].c2w)

@@ -111,3 +111,14 @@ def test_viewer_and_page_summaries_are_the_same_line(editor):
     editor.add_keyframe_from_view(np.eye(4))
     assert path_summary(editor.path) in editor.gui_summary.content
     assert f"{len(editor.path)} keyframes" in path_summary(editor.path)
+
+
+def test_a_per_frame_path_draws_a_few_frustums_and_the_selected_one(editor):
+    dense = CameraPath.from_trajectory(CameraPath.preset("arc", num_frames=81).sample(81))
+    editor.set_path(dense)
+    assert len(editor.path) == 81 and len(editor._frustums) <= 13 and 0 in editor._frustums
+    editor._select(37)  # not among the drawn ones: drawn now, highlighted, gizmo on it
+    assert 37 in editor._frustums and editor.selected == 37
+    np.testing.assert_allclose(
+        np.asarray(editor._gizmo.position), editor.path.keyframes[37].position, atol=1e-6
+    )
