@@ -39,17 +39,12 @@ class Page:
         return model_info(self.studio.check_model(model))
 
     # ------------------------------------------------------------------------------------- model
-    def input_hints(self, info: ModelInfo) -> list[Any]:
-        """Updates for (frames, height, width, steps, guidance, seed): ranges from the model and device."""
+    @staticmethod
+    def input_hints(info: ModelInfo) -> list[str]:
+        """Hints for (frames, height, width, steps, guidance, seed): ranges from the model and device."""
         r = info.ranges()
-        return [
-            gr.update(info=r["frames"]),
-            gr.update(info=r["size"]),
-            gr.update(info=f"same rule; up to {info.max_side} with height {info.limits.min_side}"),
-            gr.update(info=r["steps"]),
-            gr.update(info=r["guidance"]),
-            gr.update(info=r["seed"]),
-        ]
+        width = f"up to {info.max_side} with height {info.limits.min_side}"
+        return [r["frames"], r["size"], width, r["steps"], r["guidance"], r["seed"]]
 
     def on_model_change(self, model: str, image: str | None, request: gr.Request | None = None) -> list[Any]:
         """New model picked: its note, the image box if it takes one, its defaults and ranges — all said."""
@@ -59,13 +54,10 @@ class Page:
         except FantasyWorldError as exc:
             return [keep, keep, *([keep] * 6), status_html(str(exc), "error")]
         d = info.defaults
+        defaults = [d.frames, d.height, d.width, d.steps, d.guidance, None]  # the seed stays
         values = [
-            gr.update(value=d.frames, info=info.ranges()["frames"]),
-            gr.update(value=d.height, info=info.ranges()["size"]),
-            gr.update(value=d.width),
-            gr.update(value=d.steps, info=info.ranges()["steps"]),
-            gr.update(value=d.guidance),
-            keep,
+            gr.update(info=hint) if value is None else gr.update(value=value, info=hint)
+            for value, hint in zip(defaults, self.input_hints(info))
         ]
         said = (
             f"Model {info.label.split(' — ')[0]}: its defaults set — {d.frames} frames, "

@@ -144,9 +144,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
                     with gr.Tab("Settings", elem_id="fw-tab-settings"):
                         with gr.Row():
                             height = _number(d.height, "Height", "fw-height", ranges["size"], step=16)
-                            width = _number(
-                                d.width, "Width", "fw-width", f"up to {info.max_side} with height 32", step=16
-                            )
+                            width = _number(d.width, "Width", "fw-width", Page.input_hints(info)[2], step=16)
                         with gr.Row():
                             steps = _number(d.steps, "Steps", "fw-steps", ranges["steps"])
                             guidance = _number(d.guidance, "Guidance", "fw-guidance", ranges["guidance"], 0.5)
