@@ -115,7 +115,7 @@ def model_info(choice: str) -> ModelInfo:
             else "tiny is not trained in this checkout: its output is noise. "
             + (f"For real scenes load real weights ({README_WEIGHTS}).")
         )
-        label = "tiny — small synthetic-world model (bundled, text-to-world)"
+        label = "tiny — small synthetic-world model"
         return ModelInfo(choice, label, note, image_input, defaults, _limits(defaults))
     folder = Path(choice)
     if (folder / CONFIG_FILE).is_file():
