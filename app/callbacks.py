@@ -24,7 +24,7 @@ from app.files import checked_upload, gradio_upload_root
 from app.gpu_queue import GpuQueue, PipelineCache, run_generation
 from app.limits import IMAGE_MAX_PIXELS, world_limits
 from app.messages import public_text
-from app.models import model_choices
+from app.models import model_choices, model_info
 from app.sessions import Session, SessionRegistry
 from app.uploads import UploadRejected
 from app.visitors import COOKIE, VisitorBook, client_address, session_key, trust_forwarded_default
@@ -32,6 +32,7 @@ from fantasy_world.camera import PRESETS, CameraPath, as_camera_path, read_camer
 from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputError
 from fantasy_world.pipeline import StepInfo, WorldResult
 from fantasy_world.validation import (
+    SizeLimits,
     check_frames,
     check_guidance,
     check_image_file,
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 MAX_PRESET_PARAMS = 4
 MAX_MESSAGE_CHARS = 300
 WAIT_POLL_S = 0.5  # how often a queued request re-reads its position
+ALREADY_SHOWN_S = 4.0  # how long the running run's status repeats "already generating" after a click
+ALREADY = "Already generating: wait for this run or press Cancel"
+# The 3-D view fills the first screen beside the controls; video and depth sit under it, side by side.
+VIEWER_STYLE = "width:100%;height:max(420px, calc(100vh - 150px));border:0;border-radius:8px"
 EXPORT_FORMATS = {"native": ".json", "worldscore": ".json", "re10k": ".txt", "nerfstudio": ".json"}
 
 
@@ -78,6 +83,17 @@ def as_float(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InputError(f"{name}={value!r}: expected a number")
     return float(value)
+
+
+MIN_POINTS = 1000
+
+
+def check_max_points(value: object) -> int:
+    """The point cap for the viewer and exports: a whole number of at least ``MIN_POINTS``."""
+    n = as_int(value, "max_points")
+    if n < MIN_POINTS:
+        raise InputError(f"max_points={n}: expected a whole number of at least {MIN_POINTS}")
+    return n
 
 
 def status_html(text: str, kind: str = "info", step: int | None = None, total: int | None = None) -> str:
@@ -125,6 +141,9 @@ class Studio:
         self.janitor = Janitor(self.visitors)
         self.registry.on_close.append(self.janitor.session_closed)
         self.registry.on_sweep.append(self.janitor.sweep)
+        self._running: set[str] = set()  # sessions with a generation in flight
+        self._running_lock = threading.Lock()
+        self._clicked_again: dict[str, float] = {}  # session key -> when Generate was clicked mid-run
 
     def identity(self, request: gr.Request | None) -> tuple[str, str | None, str | None]:
         """(registry key, client address, visitor id) of a request.
@@ -146,12 +165,26 @@ class Studio:
         """The tab's open session. Only a page load opens one for HTTP callers (:meth:`on_load`)."""
         key, address, _ = self.identity(request)
         if address is None:
-            return self.registry.open(key)
-        session = self.registry.get(key)
-        if session is None or session.closed:
-            raise SessionGone("this tab's studio session was closed or has expired; reload the page")
-        session.touch()
+            session = self.registry.open(key)
+        else:
+            session = self.registry.get(key)
+            if session is None or session.closed:
+                raise SessionGone("this tab's studio session was closed or has expired; reload the page")
+            session.touch()
+        if session.editor.on_change is None:  # first use: path edits fade the shown result
+            session.editor.on_change = lambda _path, s=session: s.viewer.set_dimmed(
+                s.viewer.world is not None
+            )
+            session.editor.scene_points = session.viewer.sample_points
         return session
+
+    def is_generating(self, request: gr.Request | None) -> bool:
+        try:
+            key = self.identity(request)[0]
+        except FantasyWorldError:
+            return False
+        with self._running_lock:
+            return key in self._running
 
     def check_model(self, model: object) -> str:
         """Only models the picker offers: a typed path could otherwise load any folder on the host."""
@@ -173,7 +206,7 @@ class Studio:
             return status_html(str(exc), "error")
         return (
             f'<iframe id="fw-viewer" src="{s.viewer_url}" title="3-D view" '
-            'style="width:100%;height:640px;border:0;border-radius:8px" allow="fullscreen"></iframe>'
+            f'style="{VIEWER_STYLE}" allow="fullscreen"></iframe>'
         )
 
     def on_unload(self, request: gr.Request) -> None:
@@ -227,7 +260,7 @@ class Studio:
             self.session(request).editor.set_path(path)
         except FantasyWorldError as exc:
             return status_html(str(exc), "error")
-        return status_html(f"Camera path: {preset} ({len(path)} keyframes, {int(frames)} frames)")
+        return status_html(f"Camera path: {preset} set")
 
     def on_preset_change(self, preset: str, frames: int, request: gr.Request | None = None) -> list[Any]:
         """New preset picked: reset its sliders to defaults and draw it."""
@@ -281,8 +314,9 @@ class Studio:
             s = self.registry.get(self.identity(request)[0])
         except FantasyWorldError as exc:
             return status_html(str(exc), "error")
-        if s is not None:
-            s.cancel.set()
+        if s is None or not self.is_generating(request):
+            return status_html("Nothing is generating: there is nothing to cancel", "warn")
+        s.cancel.set()
         return status_html("Cancelling after the current step…", "warn")
 
     def generate(
@@ -300,18 +334,66 @@ class Studio:
         preview_every: int,
         max_points: int,
         request: gr.Request | None = None,
-        progress: gr.Progress | None = gr.Progress(),  # noqa: B008 - Gradio injects progress via this default
+        progress: gr.Progress | None = None,
     ) -> Iterator[tuple[Any, Any, Any, Any]]:
-        """Generate, streaming (status, video, depth video, downloads) as the run advances."""
+        """Generate, streaming (status, video, depth video, downloads) as the run advances.
+
+        Progress is shown only as the bar in our status line (``progress`` is kept for callers that
+        pass a ``gr.Progress`` of their own; the page passes none, so Gradio draws no second bar)."""
         keep = gr.update()
         try:
             s = self.session(request)
         except FantasyWorldError as exc:
             yield status_html(str(exc), "error"), keep, keep, keep
             return
+        with self._running_lock:
+            already = s.key in self._running
+            self._running.add(s.key)
+        if already:  # a second click during a run: say so (here and in the run's next lines), leave it be
+            self._clicked_again[s.key] = time.monotonic()
+            yield status_html(ALREADY, "warn"), keep, keep, keep
+            return
+        try:
+            yield from self._generate(
+                s, prompt, negative_prompt, image, model, frames, height, width, steps, guidance, seed,
+                preview_every, max_points, progress,
+            )  # fmt: skip
+        finally:
+            with self._running_lock:
+                self._running.discard(s.key)
+                self._clicked_again.pop(s.key, None)
+
+    def _said(self, s: Session, text: str) -> str:
+        """A running run's status line, led by "already generating" just after an extra click."""
+        clicked = self._clicked_again.get(s.key)
+        if clicked is not None and time.monotonic() - clicked < ALREADY_SHOWN_S:
+            return f"{ALREADY} · {text}"
+        return text
+
+    def _generate(
+        self,
+        s: Session,
+        prompt: str,
+        negative_prompt: str,
+        image: str | None,
+        model: str,
+        frames: int,
+        height: int,
+        width: int,
+        steps: int,
+        guidance: float,
+        seed: int,
+        preview_every: int,
+        max_points: int,
+        progress: gr.Progress | None,
+    ) -> Iterator[tuple[Any, Any, Any, Any]]:
+        keep = gr.update()
         s.cancel.clear()
         try:
-            req = self._request(s, prompt, negative_prompt, image, frames, height, width, steps)
+            model = self.check_model(model)
+            req = self._request(
+                s, prompt, negative_prompt, image, frames, height, width, steps, model_info(model).limits
+            )
             req |= {
                 "guidance": check_guidance(as_float(guidance, "guidance")),
                 "seed": check_seed(as_int(seed, "seed")),
@@ -321,8 +403,7 @@ class Studio:
                 raise InputError(
                     f"preview_every={req['preview_every']}: expected 0 (off) or a number of steps"
                 )
-            max_points = as_int(max_points, "max_points")
-            model = self.check_model(model)
+            max_points = check_max_points(max_points)
             ticket = self.gpu.enter()
         except FantasyWorldError as exc:
             yield status_html(str(exc), "error"), keep, keep, keep
@@ -362,16 +443,19 @@ class Studio:
         height: object,
         width: object,
         steps: object,
+        limits: SizeLimits | None = None,
     ) -> dict[str, Any]:
-        """The pipeline request from widget values, checked up front so mistakes never queue."""
-        h, w = check_size(as_int(height, "height"), as_int(width, "width"))
+        """The pipeline request from widget values, checked up front (with the model's limits on this
+        device) so mistakes never queue and nothing is clamped."""
+        limits = limits or SizeLimits()
+        h, w = check_size(as_int(height, "height"), as_int(width, "width"), limits)
         return {
             "prompt": check_prompt(prompt),
             "negative_prompt": check_prompt(negative_prompt or "", "negative_prompt", allow_empty=True)
             or None,
             "camera": s.editor.path.copy(),
             "image": None if not image else self._image(image),
-            "frames": check_frames(as_int(frames, "frames")),
+            "frames": check_frames(as_int(frames, "frames"), limits),
             "height": h,
             "width": w,
             "steps": check_steps(as_int(steps, "steps")),
@@ -440,7 +524,7 @@ class Studio:
                 text = f"Denoising step {value.step}/{value.total} · {value.elapsed_s:.1f} s"
                 if value.preview is not None:
                     text += " · preview geometry updated"
-                yield status_html(text, step=value.step, total=value.total), keep, keep, keep
+                yield status_html(self._said(s, text), step=value.step, total=value.total), keep, keep, keep
                 continue
             if kind == "cancelled":
                 yield status_html(f"Cancelled: {value}", "warn"), keep, keep, keep
@@ -499,7 +583,7 @@ class Studio:
         try:
             path = checked_upload(file, self.upload_roots, "bundle")
             world = open_upload(path, s.workdir, world_limits(self.models))
-            max_points = as_int(max_points, "max_points")
+            max_points = check_max_points(max_points)
         except FantasyWorldError as exc:
             yield status_html(f"Cannot open the file: {exc}", "error"), keep, keep, keep
             s.busy = False

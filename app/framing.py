@@ -15,6 +15,7 @@ import numpy as np
 UP = np.array([0.0, -1.0, 0.0])  # OpenCV world: y points down
 CONTENT_AHEAD = 1.0  # presets are in scene units: 1 ≈ distance of what the first frame sees
 VIEW_FOV_DEG = 50.0  # vertical FoV we assume for the person's camera when fitting the scene
+FIT_MARGIN = 1.25  # the framed sphere fills about 80% of the view height: the path is not drawn tiny
 
 
 @dataclass(frozen=True)
@@ -74,18 +75,39 @@ def robust_centre_radius(points: np.ndarray) -> tuple[np.ndarray, float]:
     return centre, max(radius, 0.25)
 
 
+def bounding_sphere(content: np.ndarray, cams: np.ndarray) -> tuple[np.ndarray, float]:
+    """One sphere around the content's robust sphere and every camera of the path.
+
+    Many generated points must not outvote a few path cameras: a new path drawn beside the previous
+    result is framed together with it, not left at the edge of the view."""
+    centre, radius = robust_centre_radius(np.concatenate([content, cams]))
+    cams = _finite_rows(cams)
+    if len(cams) == 0:
+        return centre, radius
+    lo, hi = cams.min(axis=0), cams.max(axis=0)
+    cam_centre, cam_radius = (lo + hi) / 2.0, float(np.linalg.norm(hi - lo)) / 2.0
+    gap = float(np.linalg.norm(cam_centre - centre))
+    if gap + cam_radius <= radius:  # the path already sits inside the content's sphere
+        return centre, radius
+    if gap + radius <= cam_radius:
+        return cam_centre, max(cam_radius, 0.25)
+    new_radius = (gap + radius + cam_radius) / 2.0
+    new_centre = centre + (cam_centre - centre) / gap * (new_radius - radius)
+    return new_centre, new_radius
+
+
 def frame_scene(c2w: np.ndarray, points: np.ndarray | None = None, fov_deg: float = VIEW_FOV_DEG) -> Framing:
     """Behind and above the first camera, looking at the content's robust centre, everything in view."""
     c2w = np.asarray(c2w, np.float64).reshape(-1, 4, 4)
     content = content_points(c2w, points)
     cams = c2w[:, :3, 3]
-    target, radius = robust_centre_radius(np.concatenate([content, cams]))
+    target, radius = bounding_sphere(content, cams)
     first, forward = cams[0], c2w[0, :3, 2]
     # Horizontal forward of the first camera (the "behind" direction ignores its tilt).
     flat = forward - UP * float(forward @ UP)
     flat = flat / np.linalg.norm(flat) if np.linalg.norm(flat) > 1e-6 else np.array([0.0, 0.0, 1.0])
     eye = first - 0.6 * radius * flat + 0.5 * radius * UP
-    need = 1.5 * radius / math.tan(math.radians(fov_deg) / 2.0)  # distance at which the sphere fits
+    need = FIT_MARGIN * radius / math.tan(math.radians(fov_deg) / 2.0)  # distance at which the sphere fits
     offset = eye - target
     dist = float(np.linalg.norm(offset))
     if dist < 1e-6:

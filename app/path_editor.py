@@ -28,6 +28,19 @@ KEY_COLOR = (250, 170, 30)
 SELECTED_COLOR = (230, 30, 60)
 SPLINE_COLOR = (250, 200, 60)
 DENSE_SAMPLES = 120
+NEW_KEY_STEP = 0.8  # a keyframe added from the view sits this many scene radii in front of the eye
+GIZMO_SCALE = 1.5  # gizmo size in keyframe-frustum sizes
+MAX_DRAWN_KEYS = 12  # a per-frame file (one keyframe per camera) shows this many frustums, the rest as line
+
+
+def path_summary(path: CameraPath) -> str:
+    """One line the viewer panel and the page both show, so they always agree."""
+    s = path.settings
+    name = path.preset_name or "edited"
+    return (
+        f"{name} · {len(path)} keyframes · {s.num_frames} frames · "
+        f"{s.duration:.2f} s at {s.fps:g} fps{' · loop' if s.loop else ''}"
+    )
 
 
 class PathEditor:
@@ -43,13 +56,17 @@ class PathEditor:
         self.path = path or CameraPath.preset("orbit", num_frames=17)
         self.on_change = on_change
         self.framer: Callable[[], None] | None = None  # the session frames path + world together
+        # The generated points, so sizes and steps follow the whole scene, not the path alone.
+        self.scene_points: Callable[[], np.ndarray | None] | None = None
+        self._radius = 1.0
+        self._remeasure = True  # sizes are measured for a new path or world, not on every edit
         self.selected = 0
         self.show_gizmos = True
         self.message = ""
         self.version = 0  # bumped on every edit; the UI compares it to know the path changed
         self._lock = scene_lock(server)  # shared with the viewer and the framing: one owner
         self._gizmo: Any = None
-        self._frustums: list[Any] = []
+        self._frustums: dict[int, Any] = {}  # keyframe index -> its drawn frustum
         self._scale = 0.1
         self.fly = Playback(self._fly_to)
         self._build_gui()
@@ -87,8 +104,8 @@ class PathEditor:
         self.gui_fly_play.on_update(lambda _: self.fly.play(bool(self.gui_fly_play.value)))
 
     # ------------------------------------------------------------------------------------ editing
-    def set_path(self, path: CameraPath) -> None:
-        """Replace the whole path (preset, uploaded file).
+    def set_path(self, path: CameraPath, frame: bool = True) -> None:
+        """Replace the whole path (preset, uploaded file); ``frame=False`` keeps the person's view.
 
         The new path is sampled before anything changes, and if drawing it still fails the previous
         path is put back, so a bad file never leaves a half-installed path behind.
@@ -105,9 +122,11 @@ class PathEditor:
             try:
                 self.path = path
                 self.selected = 0
+                self._remeasure = True
                 self.gui_loop.value = path.settings.loop
                 self._edited()
-                self.frame_view()
+                if frame:
+                    self.frame_view()
             except Exception as exc:
                 log.warning("camera path could not be drawn (%s); keeping the previous one", exc)
                 self.path, self.selected = previous, previous_selected
@@ -181,14 +200,25 @@ class PathEditor:
         cam = client.camera
         c2w = wxyz_position_to_pose(np.asarray(cam.wxyz), np.asarray(cam.position))
         try:
-            self.add_keyframe(c2w, float(np.degrees(cam.fov)))
+            self.add_keyframe_from_view(c2w)
         except FantasyWorldError as exc:
             self._report(str(exc))
+
+    def add_keyframe_from_view(self, eye_c2w: np.ndarray) -> int:
+        """A keyframe where the person looks: a short step in front of their eye (so its gizmo is in
+        view, not around the eye), aimed the same way, with the path's FoV (not the viewer's)."""
+        with self._lock:
+            c2w = np.array(eye_c2w, dtype=np.float64)
+            c2w[:3, 3] += NEW_KEY_STEP * self.scene_radius() * c2w[:3, 2]
+            fov = self.path.keyframes[self.selected].fov_y_deg if len(self.path) else None
+            return self.add_keyframe(c2w, fov)
 
     def _select(self, index: int) -> None:
         with self._lock:
             self.selected = max(0, min(index, len(self.path) - 1))
             self.gui_fov.value = round(self.path.keyframes[self.selected].fov_y_deg, 1)
+            if self.selected not in self._frustums:  # a thinned-out keyframe: draw it now
+                self._draw_keyframes()
             self._color_frustums()
 
     def _on_fov(self) -> None:
@@ -216,9 +246,9 @@ class PathEditor:
     def redraw(self, keys: bool = True) -> None:
         """Spline + sampled frame markers always; keyframe gizmos and frustums when ``keys``."""
         with self._lock, self.server.atomic():
-            c2w = np.stack([k.c2w for k in self.path.keyframes])
-            _, radius = robust_centre_radius(np.concatenate([c2w[:, :3, 3], content_points(c2w, None)]))
-            self._scale = max(0.08 * scene_extent(c2w[:, :3, 3]), 0.06 * radius)
+            if self._remeasure:
+                self._measure()
+                self._remeasure = False
             self._draw_spline()
             if keys:
                 self._draw_keyframes()
@@ -227,6 +257,31 @@ class PathEditor:
             self.gui_fly_frame.max = max(1, n - 1)
             self.fly.set_frames(n)
             self.fly.fps = self.path.settings.fps
+
+    def _measure(self) -> None:
+        """Keyframe and gizmo size from the path (its sampled cameras and what they look at).
+
+        Measured when a path is set, then kept while keyframes are edited: one keyframe added far
+        away must not blow every frustum and gizmo up."""
+        c2w = self.path.sample().c2w
+        cams = c2w[:, :3, 3]
+        _, radius = robust_centre_radius(np.concatenate([cams, content_points(c2w, None)]))
+        self._radius = radius
+        self._scale = max(0.05 * scene_extent(cams), 0.06 * radius)
+
+    def scene_radius(self) -> float:
+        """How big the scene is now: the path, plus the generated points when there are some."""
+        points = None
+        if self.scene_points is not None:
+            try:
+                points = self.scene_points()
+            except Exception:  # the viewer may be mid-redraw; the path's size then
+                log.debug("scene points unavailable for sizing", exc_info=True)
+        if points is None or len(points) < 16:
+            return self._radius
+        c2w = self.path.sample().c2w
+        _, radius = robust_centre_radius(np.concatenate([c2w[:, :3, 3], content_points(c2w, points)]))
+        return max(radius, self._radius)
 
     def _draw_spline(self) -> None:
         scene = self.server.scene
@@ -255,13 +310,23 @@ class PathEditor:
         )
 
     def _draw_keyframes(self) -> None:
-        """A frustum per keyframe (click to select) and one gizmo on the selected keyframe."""
+        """A frustum per keyframe (click to select) and one gizmo on the selected keyframe.
+
+        A path with one keyframe per frame (a loaded camera file) would be a crown of frustums: then
+        only ``MAX_DRAWN_KEYS`` evenly spaced ones, the ends and the selected one are drawn; the others
+        are still on the path line and reachable with the Keyframe slider."""
         scene = self.server.scene
         scene.remove_by_name(f"{ROOT}/keys")
         scene.remove_by_name(f"{ROOT}/gizmo")
-        self._frustums = []
+        self._frustums = {}
         s = self.path.settings
+        n = len(self.path)
+        drawn = set(range(n))
+        if n > MAX_DRAWN_KEYS:
+            drawn = {int(round(v)) for v in np.linspace(0, n - 1, MAX_DRAWN_KEYS)} | {self.selected}
         for i, kf in enumerate(self.path.keyframes):
+            if i not in drawn:
+                continue
             wxyz, pos = pose_to_wxyz_position(kf.c2w)
             frustum = scene.add_camera_frustum(
                 f"{ROOT}/keys/k{i}",
@@ -273,10 +338,14 @@ class PathEditor:
                 position=pos,
             )
             frustum.on_click(lambda _, i=i: self._select_from_click(i))
-            self._frustums.append(frustum)
+            self._frustums[i] = frustum
         wxyz, pos = pose_to_wxyz_position(self.path.keyframes[self.selected].c2w)
         self._gizmo = scene.add_transform_controls(
-            f"{ROOT}/gizmo", scale=self._scale * 2.5, wxyz=wxyz, position=pos, visible=self.show_gizmos
+            f"{ROOT}/gizmo",
+            scale=self._scale * GIZMO_SCALE,
+            wxyz=wxyz,
+            position=pos,
+            visible=self.show_gizmos,
         )
         self._gizmo.on_update(lambda _: self._on_drag())
 
@@ -294,7 +363,7 @@ class PathEditor:
             except FantasyWorldError as exc:
                 self._report(str(exc))
                 return
-            if index < len(self._frustums):
+            if index in self._frustums:
                 self._frustums[index].wxyz, self._frustums[index].position = gizmo.wxyz, gizmo.position
 
     def _select_from_click(self, index: int) -> None:
@@ -303,19 +372,14 @@ class PathEditor:
 
     def _color_frustums(self) -> None:
         """Highlight the selected keyframe and move the gizmo onto it."""
-        for i, frustum in enumerate(self._frustums):
+        for i, frustum in self._frustums.items():
             frustum.color = SELECTED_COLOR if i == self.selected else KEY_COLOR
         if self._gizmo is not None and self.selected < len(self.path):
             wxyz, pos = pose_to_wxyz_position(self.path.keyframes[self.selected].c2w)
             self._gizmo.wxyz, self._gizmo.position = wxyz, pos
 
     def _update_summary(self) -> None:
-        s = self.path.settings
-        name = self.path.preset_name or "edited"
-        text = (
-            f"**{len(self.path)} keyframes** · {name} · {s.num_frames} frames · "
-            f"{s.duration:.2f} s at {s.fps:g} fps{' · loop' if s.loop else ''}"
-        )
+        text = f"**{path_summary(self.path)}**"
         if self.message:
             text += f"\n\n⚠ {self.message}"
         self.gui_summary.content = text

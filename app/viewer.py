@@ -34,6 +34,13 @@ PREVIEW = "/preview"
 PREDICTED_COLOR = (40, 110, 230)
 REQUESTED_COLOR = (230, 120, 30)
 MODES = ("fused", "current frame")
+FADE = 0.75  # how far a faded result's colours move towards the background grey
+
+
+def faded(colors: np.ndarray) -> np.ndarray:
+    """Colours pushed towards light grey: the previous result, kept as context while the path changes."""
+    grey = np.array([225.0, 225.0, 228.0])
+    return (np.asarray(colors, np.float32) * (1.0 - FADE) + grey * FADE).astype(np.uint8)
 
 
 class WorldViewer:
@@ -48,6 +55,7 @@ class WorldViewer:
         self.show_cameras = True
         self.show_requested = True
         self.world_visible = True
+        self.dimmed = False  # the path changed since this result was made: drawn faded
         self.point_scale = 1.0
         self.base_point_size = 0.01
         self.frustum_scale = 0.05
@@ -80,6 +88,9 @@ class WorldViewer:
             )
             self.gui_cameras = gui.add_checkbox("Show cameras", True)
             self.gui_requested = gui.add_checkbox("Show requested path", True)
+            self.gui_dimmed = gui.add_checkbox(
+                "Fade result", False, hint="Faded after the camera path changes; untick to see it in full"
+            )
 
         self.gui_frame.on_update(lambda _: self._gui_seek())
         self.gui_play.on_update(lambda _: self.playback.play(self.gui_play.value))
@@ -90,6 +101,7 @@ class WorldViewer:
         self.gui_max_points.on_update(lambda _: self.set_filter(max_points=int(self.gui_max_points.value)))
         self.gui_cameras.on_update(lambda _: self.set_show_cameras(self.gui_cameras.value))
         self.gui_requested.on_update(lambda _: self.set_show_requested(self.gui_requested.value))
+        self.gui_dimmed.on_update(lambda _: self.set_dimmed(bool(self.gui_dimmed.value)))
 
     def _gui_seek(self) -> None:
         if not self._syncing:
@@ -135,6 +147,7 @@ class WorldViewer:
         payloads = build_frame_payloads(world, self.options, points)
         with self._lock:
             self.world, self.payloads = world, payloads
+            self._set_dim_flag(False)  # a new result is shown in full
             ext = scene_extent(world.cam_c2w[:, :3, 3], self.sample_points())
             per_frame = int(np.median([len(p.points) for p in payloads])) if payloads else 1
             self.base_point_size = point_size(ext, per_frame)
@@ -188,7 +201,7 @@ class WorldViewer:
             cloud = scene.add_point_cloud(
                 f"{ROOT}/frames/t{p.index}/points",
                 p.points,
-                p.colors,
+                faded(p.colors) if self.dimmed else p.colors,
                 point_size=size,
                 point_shape="rounded",
             )
@@ -203,7 +216,7 @@ class WorldViewer:
                 jpeg_quality=80,
                 wxyz=p.wxyz,
                 position=p.position,
-                visible=self.show_cameras,
+                visible=self.show_cameras and not self.dimmed,
             )
             frustum.on_click(lambda event, i=p.index: self._frustum_clicked(event, i))
             self._frames.append(node)
@@ -213,8 +226,8 @@ class WorldViewer:
 
     def _draw_requested(self) -> None:
         """The requested path as a line, to compare with the predicted cameras."""
-        if self.world is None or self.world.num_frames < 2:
-            return
+        if self.world is None or self.world.num_frames < 2 or self.dimmed:
+            return  # a faded result's old path would be confused with the one being edited
         pos = self.world.requested_c2w[:, :3, 3]
         segs = np.stack([pos[:-1], pos[1:]], axis=1).astype(np.float32)
         self.server.scene.add_line_segments(
@@ -294,7 +307,34 @@ class WorldViewer:
             self.show_cameras = bool(show)
             with self.server.atomic():
                 for frustum in self._frustums:
-                    frustum.visible = self.show_cameras
+                    frustum.visible = self.show_cameras and not self.dimmed
+
+    def set_dimmed(self, dimmed: bool) -> None:
+        """Fade the shown result (points towards grey; its cameras and requested path hidden) or restore it.
+
+        Called when the camera path changes: the old result no longer matches the path being edited."""
+        with self._lock:
+            dimmed = bool(dimmed) and self.world is not None
+            if dimmed == self.dimmed:
+                return
+            self._set_dim_flag(dimmed)
+            with self.server.atomic():
+                for cloud, p in zip(self._clouds, self.payloads):
+                    cloud.colors = faded(p.colors) if dimmed else p.colors
+                for frustum in self._frustums:
+                    frustum.visible = self.show_cameras and not dimmed
+                if dimmed:
+                    self.server.scene.remove_by_name(f"{ROOT}/requested")
+                else:
+                    self._draw_requested()
+
+    def _set_dim_flag(self, dimmed: bool) -> None:
+        self.dimmed = dimmed
+        self._syncing = True
+        try:
+            self.gui_dimmed.value = dimmed
+        finally:
+            self._syncing = False
 
     def set_show_requested(self, show: bool) -> None:
         with self._lock:

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="prompt (+ start image) + camera path → video and geometry bundle")
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--negative-prompt", default=None)
-    gen.add_argument("--camera", default="orbit", help="preset name (orbit, dolly-in, ...) or a camera file")
+    gen.add_argument("--camera", default="orbit", help="preset name (orbit, dolly_in, ...) or a camera file")
     gen.add_argument("--image", default=None, help="start image (image-to-world models)")
     gen.add_argument("--frames", type=int, default=None, help="1+4k video frames")
     gen.add_argument("--height", type=int, default=None)

@@ -38,8 +38,12 @@ def test_add_keyframe_from_current_view_inserts_after_selection(editor):
     editor._on_add(_camera([0.3, 0.0, 0.1], fov_deg=50.0))
     assert len(editor.path) == n + 1 and editor.selected == 1
     kf = editor.path.keyframes[1]
-    np.testing.assert_allclose(kf.position, [0.3, 0.0, 0.1])
-    assert kf.fov_y_deg == pytest.approx(50.0)
+    # Issue 13: a short step in front of the eye (the camera looks along +z), with the path's FoV.
+    step = kf.position - np.array([0.3, 0.0, 0.1])
+    assert step[2] > 0 and np.allclose(step[:2], 0.0, atol=1e-9)
+    assert 0.05 < step[2] < 2.0 * editor._radius
+    np.testing.assert_allclose(kf.rotation, np.eye(3), atol=1e-9)
+    assert kf.fov_y_deg == pytest.approx(editor.path.keyframes[0].fov_y_deg)
     assert editor.path.preset_name is None  # hand-edited now
     assert editor.path.sample(9, 64, 32).c2w.shape == (9, 4, 4)
 
@@ -80,3 +84,41 @@ def test_set_frames_and_summary(editor):
     assert editor.path.settings.num_frames == 21
     assert "21 frames" in editor.gui_summary.content
     assert editor.fly.num_frames == 21
+
+
+def test_gizmo_and_new_keyframe_scale_with_the_scene_not_the_eye(editor):
+    """A keyframe added from far away neither blows up the handles nor lands on the eye."""
+    before = editor._scale
+    far = np.eye(4)
+    far[:3, 3] = [0.0, -3.0, -8.0]  # the person's eye, far behind and above the path
+    editor.selected = len(editor.path) - 1
+    editor.add_keyframe_from_view(far)
+    assert editor._scale == pytest.approx(before)
+    added = editor.path.keyframes[editor.selected]
+    stepped = np.linalg.norm(added.position - far[:3, 3])
+    assert stepped > 4.0 * editor._scale * 2.0  # off the eye: the gizmo covers a small part of the view
+    # With a generated world 10x larger than the path, a new keyframe steps further out (relative to
+    # the whole scene) while the handles keep the path's size.
+    editor.scene_points = lambda: np.random.default_rng(0).normal(size=(5000, 3)) * 10.0
+    editor.add_keyframe_from_view(far)
+    further = np.linalg.norm(editor.path.keyframes[editor.selected].position - far[:3, 3])
+    assert further > 3.0 * stepped and editor._scale == pytest.approx(before)
+
+
+def test_viewer_and_page_summaries_are_the_same_line(editor):
+    from app.path_editor import path_summary
+
+    editor.add_keyframe_from_view(np.eye(4))
+    assert path_summary(editor.path) in editor.gui_summary.content
+    assert f"{len(editor.path)} keyframes" in path_summary(editor.path)
+
+
+def test_a_per_frame_path_draws_a_few_frustums_and_the_selected_one(editor):
+    dense = CameraPath.from_trajectory(CameraPath.preset("arc", num_frames=81).sample(81))
+    editor.set_path(dense)
+    assert len(editor.path) == 81 and len(editor._frustums) <= 13 and 0 in editor._frustums
+    editor._select(37)  # not among the drawn ones: drawn now, highlighted, gizmo on it
+    assert 37 in editor._frustums and editor.selected == 37
+    np.testing.assert_allclose(
+        np.asarray(editor._gizmo.position), editor.path.keyframes[37].position, atol=1e-6
+    )

@@ -147,3 +147,51 @@ def test_registry_is_slider_ready() -> None:
         assert d["description"]
         for p in d["params"]:
             assert p["min"] <= p["default"] <= p["max"] and p["description"]
+
+
+@pytest.mark.parametrize("frames", [5, 9, 17, 33, 81])
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_build_sparse_keyframes_never_more_than_frames(name: str, frames: int) -> None:
+    path = CameraPath.preset(name, num_frames=frames)
+    assert 2 <= len(path) <= max(2, frames)
+    assert len(path) <= 8, f"{name}: {len(path)} keyframes; presets give a few handles, not every frame"
+
+
+def test_full_orbit_has_four_to_eight_keyframes_and_three_turn_spiral_stays_sparse() -> None:
+    assert 4 <= len(CameraPath.preset("orbit", num_frames=17)) <= 8
+    assert len(CameraPath.preset("spiral", num_frames=33, turns=3.0)) <= 13
+    assert len(CameraPath.preset("spiral", num_frames=9, turns=3.0)) <= 9
+
+
+def test_sparse_preset_samples_its_exact_move_until_edited() -> None:
+    path = CameraPath.preset("orbit", num_frames=N, radius=1.5)
+    exact = path.sample()
+    angles = np.radians(360.0 * np.linspace(0.0, 1.0, N))
+    circle = np.stack([1.5 * np.sin(angles), np.zeros(N), 1.5 - 1.5 * np.cos(angles)], axis=1)
+    np.testing.assert_allclose(exact.positions, circle, atol=1e-9)
+    copied = path.copy().sample()
+    np.testing.assert_array_equal(copied.c2w, exact.c2w)
+    path.update_keyframe(2, fov_y_deg=50.0)  # an edit: the spline through the keyframes takes over
+    assert path.exact is None and path.preset_name is None
+    edited = path.sample()
+    assert not np.allclose(edited.fov_y_deg, exact.fov_y_deg)
+    # The spline through the sparse handles stays close to the circle it came from.
+    np.testing.assert_allclose(np.linalg.norm(edited.positions - [0.0, 0.0, 1.5], axis=1), 1.5, rtol=0.03)
+
+
+def test_saved_preset_reloads_as_its_exact_move(tmp_path) -> None:
+    path = CameraPath.preset("spiral", num_frames=N, turns=2.0)
+    loaded = CameraPath.load(path.save(tmp_path / "spiral.json"))
+    assert loaded.preset_name == "spiral" and loaded.exact is not None
+    np.testing.assert_allclose(loaded.sample().c2w, path.sample().c2w, atol=1e-9)
+    loaded.settings.loop = True  # a setting presets are not built with: the spline again
+    assert not np.allclose(loaded.sample().c2w, path.sample().c2w, atol=1e-3)
+
+
+def test_a_preset_path_with_its_exact_move_pickles() -> None:
+    import pickle
+
+    path = CameraPath.preset("orbit", num_frames=9, angle=180.0)
+    again = pickle.loads(pickle.dumps(path))
+    assert again.exact is not None
+    np.testing.assert_array_equal(again.sample().c2w, path.sample().c2w)

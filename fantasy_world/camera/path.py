@@ -6,7 +6,7 @@ The app's 3-D editor adds, moves, deletes and reorders keyframes; the pipeline c
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,11 @@ class CameraPath:
     settings: PathSettings = field(default_factory=PathSettings)
     preset_name: str | None = None
     preset_params: dict[str, float] = field(default_factory=dict)
+    # The exact move of an unedited preset (path parameters u -> c2w [M,4,4], FoV [M]): its keyframes
+    # are sparse handles, so frames come from the move itself until a keyframe is edited.
+    exact: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     # ----------------------------------------------------------------------------------- building
     @classmethod
@@ -81,6 +86,7 @@ class CameraPath:
             PathSettings(**self.settings.__dict__),
             self.preset_name,
             dict(self.preset_params),
+            self.exact,
         )
 
     # ------------------------------------------------------------------------------------ editing
@@ -159,9 +165,15 @@ class CameraPath:
         return index % len(self.keyframes)
 
     def _edited(self) -> None:
-        # A hand-edited path is no longer the preset it came from.
+        # A hand-edited path is no longer the preset it came from: the spline through its keyframes rules.
         self.preset_name = None
         self.preset_params = {}
+        self.exact = None
+
+    def _exact_applies(self) -> bool:
+        """The exact move holds only with the settings presets are built with (no loop, no tension)."""
+        s = self.settings
+        return self.exact is not None and not s.loop and s.tension == 0.0 and s.constant_speed
 
     # ------------------------------------------------------------------------------ interpolation
     def _spline(self) -> tuple[PoseSpline, np.ndarray, bool]:
@@ -198,6 +210,8 @@ class CameraPath:
         u = np.clip(
             np.asarray(list(params) if not isinstance(params, np.ndarray) else params, float), 0.0, 1.0
         )
+        if self._exact_applies() and self.exact is not None:
+            return self.exact(u.reshape(-1))
         return spline.evaluate(self._param_to_knot_time(spline, u.reshape(-1), timed))
 
     def _param_to_knot_time(self, spline: PoseSpline, params: np.ndarray, timed: bool) -> np.ndarray:

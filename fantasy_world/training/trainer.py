@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fantasy_world.errors import CheckpointError
 from fantasy_world.accel.compile import compile_blocks, compile_targets
+from fantasy_world.errors import CheckpointError
 from fantasy_world.training.checkpoint import (
     TrainState,
     latest_checkpoint,

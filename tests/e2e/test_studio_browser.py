@@ -110,8 +110,10 @@ def test_choosing_a_preset_draws_the_path(first, shots):
 def test_generate_fills_video_and_draws_points(first, shots):
     page, session = first
     page.locator("#fw-prompt textarea").fill("a red ball beside a tall blue box")
+    page.get_by_role("tab", name="Camera path").click()  # frames sit with the path
+    set_number(page, "fw-frames", 5)
+    page.get_by_role("tab", name="Settings").click()  # size, steps and guidance live in this tab
     for elem, value in [
-        ("fw-frames", 5),
         ("fw-height", 32),
         ("fw-width", 48),
         ("fw-steps", 2),
@@ -158,6 +160,8 @@ def test_second_context_does_not_see_first_points(first, browser, studio_server,
         assert session_b.token != session_a.token and session_b.viewer.world is None
         pick(page_b, "fw-preset", "truck_right")  # same path as the first visitor: views should match
         wait_until(lambda: session_b.editor.path.preset_name == "truck_right", what="preset applied")
+        # The status line comes back only after the path is drawn and framed: frame it over after that.
+        page_b.locator("#fw-status").get_by_text("truck_right").wait_for(timeout=WAIT_MS)
         # The first visitor's view was framed on their world; give the second the same camera and
         # ground so the two screenshots differ only by what each scene holds.
         c2w = np.asarray(session_a.viewer.world.requested_c2w)
@@ -187,12 +191,13 @@ def test_malformed_path_file_shows_error_and_app_keeps_working(first, shots, tmp
     page, session = first
     bad = tmp_path / "broken_path.json"
     bad.write_text('{"keyframes": [{"c2w": [[1, 0], [0, 1]]}]}')
-    page.get_by_text("Camera path files").click()
+    page.get_by_role("tab", name="Files").click()  # camera path files live in this tab
     page.locator("#fw-path-upload input[type=file]").set_input_files(str(bad))
     page.locator("#fw-status").get_by_text("Camera file rejected").wait_for(timeout=WAIT_MS)
     page.screenshot(path=str(shots / "05a_bad_path_file.png"), full_page=True)
     assert "broken_path.json" in page.locator("#fw-status").inner_text()
     assert session.editor.path.preset_name == "truck_right"  # the old path survived
+    page.get_by_role("tab", name="Camera path").click()
     pick(page, "fw-preset", "pan")
     page.locator("#fw-status").get_by_text("Camera path: pan").wait_for(timeout=WAIT_MS)
     assert session.editor.path.preset_name == "pan"

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
+
 from fantasy_world.camera.checks import as_bool, as_float, as_float_array, as_positive_int, is_number
 from fantasy_world.camera.formats.common import num
 from fantasy_world.camera.keyframes import Keyframe, PathSettings
 from fantasy_world.camera.path import CameraPath
-from fantasy_world.errors import CameraFormatError
+from fantasy_world.errors import CameraFormatError, FantasyWorldError
 from fantasy_world.limits import MAX_CAMERA_FRAMES
 
 logger = logging.getLogger(__name__)
@@ -81,7 +83,24 @@ def from_json(data: Any, name: str) -> CameraPath:
         params = preset["params"]
         if all(isinstance(k, str) and is_number(v) for k, v in params.items()):
             path.preset_name, path.preset_params = preset["name"], {k: float(v) for k, v in params.items()}
+            _reattach_exact(path)
     return path
+
+
+def _reattach_exact(path: CameraPath) -> None:
+    """A saved, unedited preset samples as its exact move again when its keyframes still match it."""
+    from fantasy_world.camera.presets import build_preset
+
+    try:
+        fresh = build_preset(path.preset_name or "", path.settings.num_frames, **path.preset_params)
+    except FantasyWorldError:
+        return
+    same = len(fresh) == len(path) and all(
+        np.allclose(a.c2w, b.c2w, atol=1e-6) and abs(a.fov_y_deg - b.fov_y_deg) < 1e-6 and b.time is None
+        for a, b in zip(fresh.keyframes, path.keyframes)
+    )
+    if same:
+        path.exact = fresh.exact
 
 
 def to_json(path: CameraPath) -> dict[str, Any]:
