@@ -4,21 +4,22 @@
 
 Full size (default): the official 14B structure at 81×336×592 on one GPU, weights seeded (``perf.weights``)
 and rounded through bf16, so the fp32 reference and the bf16 model hold the same values and only the
-arithmetic differs (a real checkpoint is stored in bf16 as well). Sections:
+arithmetic differs (a real checkpoint is stored in bf16 as well). Inputs are bf16-exact too. Sections:
 
 1. ``e2e``: the whole model in fp32 (TF32 off) is the reference; it is then cast to bf16 in place and run
-   under each precision policy: ``plain`` (every head op in bf16: the code before issue 18), ``on`` (the
-   policy) and ``fp32`` (heads and pose encoder wholly fp32: the bound). Error per output and timestep:
-   rel = ‖a − b‖ / ‖b − mean(b)‖, the measure of issue 18. With ``--unrounded`` the fp32 reference is
-   also run with the un-rounded seeded weights (bf16 storage error included), if time allows.
-2. ``heads``: the captured bf16 intermediates (last timestep) and Plücker maps through the heads and pose
-   encoder alone, against the same modules computing in fp32; adds ``autocast`` (ours under CUDA
-   autocast with the policy off: the official code's head policy) on CUDA. Time and extra peak memory
-   of each (heads and pose encoder run once per video).
+   in each variant (:func:`variant`): ``before`` (the code before issue 18), ``heads-only`` (the policy of
+   the heads and pose encoder, bf16 geometry stream), ``on`` (this code: also the fp32 geometry stream)
+   and ``fp32-heads`` (heads and pose encoder wholly fp32: the bound). Error per output and timestep:
+   rel = ‖a − b‖ / ‖b − mean(b)‖, the measure of issue 18, whose official bf16 numbers are printed
+   beside. ``--unrounded`` adds an fp32 reference with un-rounded seeded weights, if time allows.
+2. ``heads``: the intermediates captured in the last ``on`` run, rounded to bf16, and the Plücker maps
+   through the heads and pose encoder alone, against the same modules computing in fp32, with the policy
+   ``plain`` (before), ``on``, and on CUDA ``autocast`` (ours under CUDA autocast with the policy off: the
+   official code's head policy). Time and extra peak memory of each (they run once per video).
 
 If the fp32 14B model does not fit the card, section 1 is skipped and section 2 runs on full-size heads
 with seeded random intermediates; the output says so. ``--small`` runs everything at toy width on the CPU
-(under a minute) to check the script. Writes ``precision.json`` to ``--out`` and prints a table.
+(seconds) to check the script. Writes ``precision.json`` to ``--out`` and prints a table.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import torch  # noqa: E402
 
 from fantasy_world.models.fantasy.config import FantasyWorldConfig, fantasy_world_config, reduced  # noqa: E402
 from fantasy_world.models.fantasy.heads import CameraHead, DPTHead  # noqa: E402
+from fantasy_world.models.fantasy.layers.geometry_block import GeometryBlock  # noqa: E402
 from fantasy_world.models.fantasy.model import FantasyWorldModel  # noqa: E402
 from fantasy_world.models.fantasy.pose_encoder import CameraPoseEncoder  # noqa: E402
 from fantasy_world.models.fantasy.precision import precision_policy  # noqa: E402
@@ -56,6 +58,23 @@ OFFICIAL_BF16 = {
     "world_points_conf": (2.84e-2, 2.53e-2),
     "camera": (8.05e-3,),  # independent of t
 }
+
+
+VARIANTS = ("before", "heads-only", "fp32-heads", "on")
+
+
+@contextlib.contextmanager
+def variant(name: str):
+    """``before``: the code before issue 18 (plain bf16 heads and pose encoder, bf16 geometry stream);
+    ``heads-only``: the heads/pose-encoder policy with the bf16 geometry stream; ``on``: this code (policy
+    and fp32 geometry stream); ``fp32-heads``: as ``on`` with the heads and pose encoder wholly fp32."""
+    policy = {"before": "plain", "heads-only": "on", "on": "on", "fp32-heads": "fp32"}[name]
+    GeometryBlock.fp32_stream = name not in ("before", "heads-only")
+    try:
+        with precision_policy(policy):
+            yield
+    finally:
+        GeometryBlock.fp32_stream = True
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -169,15 +188,15 @@ def end_to_end(model, inputs, args, device, rows, keep: dict) -> tuple[tuple, li
     model.to(torch.bfloat16)
     free_cuda()
     capture = Capture(model)
-    for policy in ("plain", "fp32", "on"):  # "on" last: its intermediates feed section 2
+    for policy in VARIANTS:  # "on" last: its intermediates feed section 2
         for t in args.timesteps:
-            with precision_policy(policy):
+            with variant(policy):
                 out, s = sync_time(device, lambda t=t: run_model(model, inputs, t, torch.bfloat16))
             ref = {k: v.to(device) for k, v in refs[t].items()}
             rows += e2e_rows(out, ref, "fp32, bf16-rounded weights", policy, t)
             if args.unrounded:
                 keep[(policy, t)] = to_host(out)
-            print(f"  bf16 policy={policy} t={t}: {s:.1f} s", flush=True)
+            print(f"  bf16 {policy} t={t}: {s:.1f} s", flush=True)
             del out, ref
     model.decode_geometry = capture.orig  # type: ignore[method-assign]
     return capture.args, fp32_s
@@ -200,6 +219,8 @@ def unrounded(model, inputs, args, device, rows, keep: dict) -> None:
 def heads_section(heads: FantasyWorldModel, captured, plucker, args, device, rows) -> None:
     """Section 2: bf16 heads and pose encoder vs the same modules computing in fp32, time and memory."""
     inter, token_hw, image_hw = captured
+    # the same bf16 values for every variant (unused layers are zero-stride stand-ins: leave them)
+    inter = [t if 0 in t.stride() else t.bfloat16() for t in inter]
     plucker = plucker.to(torch.bfloat16)
 
     def heads_out() -> dict:

@@ -14,7 +14,10 @@ the pose encoder enter in their ``forward``. Inside it, with low-precision weigh
   is small: the camera head (one token per frame), the pose encoder, and the DPT output convolutions and
   activations.
 
-Norm-type ops (layer/group norm, ``normalize``, softmax, ``exp``) always get float32 inputs there.
+Norm-type ops (layer/group norm, ``normalize``, softmax, ``exp``) always get float32 inputs there, and
+explicit down-casts of float32 values (``x.to(bf16)``) are ignored: the region alone decides where values
+are rounded. That lets shared code such as :class:`GeometryBlock`, which casts to its weights' dtype
+before a matmul when it runs outside a region (the geometry trunk), run in float32 in the camera head.
 
 With float32 weights the context does nothing, so float32 results are bit-identical with or without it.
 The DiT and the geometry trunk never enter it. :func:`precision_policy` overrides the policy for a block
@@ -111,7 +114,29 @@ class _Region(TorchFunctionMode):
             return out.float() if isinstance(out, torch.Tensor) else out
         if func in _FLOAT32:
             return func(*_cast(args, torch.float32), **_cast(kwargs, torch.float32))
-        return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        if func is torch.Tensor.to and _is_downcast(args[0], out):
+            return args[0]  # the region alone decides where values are rounded
+        return out
+
+
+def _is_downcast(src: object, out: object) -> bool:
+    return (
+        isinstance(src, torch.Tensor)
+        and isinstance(out, torch.Tensor)
+        and src.dtype == torch.float32
+        and out.dtype in LOW_PRECISION
+        and out.device == src.device
+    )
+
+
+def layer_norm_fp32(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)`` computed and returned in float32 whatever the dtypes of ``x`` and the affine weights;
+    for float32 inputs and weights exactly ``norm(x)``. For code that must not enter a region (compiled
+    blocks such as the geometry trunk)."""
+    w = None if norm.weight is None else norm.weight.float()
+    b = None if norm.bias is None else norm.bias.float()
+    return F.layer_norm(x.float(), norm.normalized_shape, w, b, norm.eps)
 
 
 def storage_dtype(module: nn.Module) -> torch.dtype:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..layers import GeometryBlock, Mlp
-from ..precision import compute_precision
+from ..precision import compute_dtype, compute_precision
 from .activations import PoseActivation, activate_pose
 
 
@@ -104,7 +104,7 @@ class CameraHead(nn.Module):
         per iteration; the last is the prediction. With bf16 weights it computes in fp32 (``precision.py``):
         one token per frame makes that cheap, and the refinement sums deltas into the pose."""
         with compute_precision(self, "fp32"):
-            tokens = self.pose_tokens(intermediates[-1][:, :, 0])
+            tokens = self.pose_tokens(intermediates[-1][:, :, 0].to(compute_dtype(self)))
             return self.refine(tokens, num_iterations or self.cfg.num_iterations)
 
     def refine(self, tokens: torch.Tensor, num_iterations: int) -> list[torch.Tensor]:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..precision import compute_precision
+from ..precision import compute_dtype, compute_precision
 from .activations import ConfActivation, DenseActivation, activate_dense
 from .dpt_fusion import Scratch
 from .pos_embed import add_uv_embedding
@@ -127,11 +127,12 @@ class DPTHead(nn.Module):
         h, w = token_hw
         b, s = intermediates[0].shape[:2]
         chunk = max(1, self.cfg.latent_chunk)
+        dtype = compute_dtype(self)
         per_level: list[list[torch.Tensor]] = [[] for _ in self.cfg.intermediate_layer_idx]
         for start in range(0, s, chunk):
             stop = min(start + chunk, s)
             for lvl, layer in enumerate(self.cfg.intermediate_layer_idx):
-                tokens = intermediates[layer][:, start:stop, patch_start_idx:]
+                tokens = intermediates[layer][:, start:stop, patch_start_idx:].to(dtype)
                 if tokens.shape[2] != h * w:
                     raise ValueError(f"layer {layer} has {tokens.shape[2]} patch tokens, token grid {h}x{w}")
                 x = self.norm(tokens.flatten(0, 1))  # [b·s, h·w, C]
