@@ -90,6 +90,13 @@ def strict_fp32() -> None:
     torch.set_float32_matmul_precision("highest")
 
 
+def default_tf32() -> None:
+    """PyTorch's defaults, which the pipeline keeps: no TF32 in matmuls, TF32 in cuDNN convolutions."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = True
+    torch.set_float32_matmul_precision("highest")
+
+
 def weight_key(name: str) -> str:
     return name[4:] if name.startswith("dit.") else "fw." + name
 
@@ -187,6 +194,7 @@ def end_to_end(model, inputs, args, device, rows, keep: dict) -> tuple[tuple, li
     del out
     model.to(torch.bfloat16)
     free_cuda()
+    default_tf32()  # the bf16 variants run as the pipeline runs them (their fp32 convolutions may use TF32)
     capture = Capture(model)
     for policy in VARIANTS:  # "on" last: its intermediates feed section 2
         for t in args.timesteps:
@@ -206,6 +214,7 @@ def unrounded(model, inputs, args, device, rows, keep: dict) -> None:
     """The fp32 reference again with the seeded weights not rounded through bf16 (storage error included)."""
     model.float()
     free_cuda()
+    strict_fp32()
     seeded_randomize(model, args.seed, key=weight_key)
     for t in args.timesteps:
         ref = run_model(model, inputs, t, torch.float32)
@@ -216,7 +225,7 @@ def unrounded(model, inputs, args, device, rows, keep: dict) -> None:
                 )
 
 
-def heads_section(heads: FantasyWorldModel, captured, plucker, args, device, rows) -> None:
+def heads_section(heads: FantasyWorldModel, captured, plucker, args, device, rows, notes) -> None:
     """Section 2: bf16 heads and pose encoder vs the same modules computing in fp32, time and memory."""
     inter, token_hw, image_hw = captured
     # the same bf16 values for every variant (unused layers are zero-stride stand-ins: leave them)
@@ -229,30 +238,35 @@ def heads_section(heads: FantasyWorldModel, captured, plucker, args, device, row
         res["camera"] = heads.encode_camera(plucker)
         return res
 
-    variants: list[tuple[str, contextlib.AbstractContextManager]] = [
-        ("fp32", precision_policy("fp32")),
-        ("plain", precision_policy("plain")),
-        ("on", precision_policy("on")),
-    ]
-    if device.type == "cuda":
-        variants.append(("autocast", _autocast_plain()))
     with torch.no_grad():
-        ref = None
+        strict_fp32()
+        with precision_policy("fp32"):
+            ref = heads_out()
+        default_tf32()  # the variants run as the pipeline runs them
+        variants: list[tuple[str, contextlib.AbstractContextManager]] = [
+            ("fp32", precision_policy("fp32")),
+            ("plain", precision_policy("plain")),
+            ("on", precision_policy("on")),
+        ]
+        if device.type == "cuda" or args.cpu_autocast:
+            variants.append(("autocast", _autocast_plain(device.type)))
         for name, ctx in variants:
-            with ctx:
-                out = heads_out()
-                base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
-                geo_t = measure(
-                    lambda: heads.decode_geometry(inter, token_hw, image_hw), device, 1, args.reps
-                )
-                cam_t = measure(lambda: heads.encode_camera(plucker), device, 1, args.reps)
-            if ref is None:
-                ref = {k: v.float() for k, v in out.items()}
+            try:
+                with ctx:
+                    out = heads_out()
+                    base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+                    geo_t = measure(
+                        lambda: heads.decode_geometry(inter, token_hw, image_hw), device, 1, args.reps
+                    )
+                    cam_t = measure(lambda: heads.encode_camera(plucker), device, 1, args.reps)
+            except RuntimeError as exc:  # keep the other variants' numbers
+                notes.append(f"heads variant {name} failed: {str(exc).splitlines()[0][:200]}")
+                continue
             for k in OUTPUTS[1:]:
                 rows.append(
                     {
                         "section": "heads",
-                        "reference": "same modules computing in fp32",
+                        "reference": "same modules computing in fp32 (TF32 off)",
                         "policy": name,
                         "t": args.timesteps[-1],
                         "output": k,
@@ -273,9 +287,10 @@ def heads_section(heads: FantasyWorldModel, captured, plucker, args, device, row
 
 
 @contextlib.contextmanager
-def _autocast_plain():
-    """Ours under CUDA autocast in bf16 with our policy off: the official code's head policy."""
-    with precision_policy("plain"), torch.autocast("cuda", dtype=torch.bfloat16):
+def _autocast_plain(device_type: str):
+    """Ours under autocast in bf16 with our policy off: on CUDA, the official code's head policy (CPU
+    autocast keeps norms in bf16, so there it is only a smoke test of the code path)."""
+    with precision_policy("plain"), torch.autocast(device_type, dtype=torch.bfloat16):
         yield
 
 
@@ -370,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per variant")
     p.add_argument("--unrounded", action="store_true", help="also an fp32 reference with un-rounded weights")
     p.add_argument("--heads-only", action="store_true", help="skip section 1 (seeded random intermediates)")
+    p.add_argument("--cpu-autocast", action="store_true", help="run the autocast variant on the CPU too")
     p.add_argument("--budget", type=float, default=230.0, help="seconds; --unrounded is skipped past it")
     args = p.parse_args(argv)
     started = time.perf_counter()
@@ -408,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         seeded_randomize(model, args.seed, key=weight_key, round_to=torch.bfloat16)
         model = model.to(torch.bfloat16)
         captured = seeded_intermediates(cfg, size, device, args.seed + 2)
-    heads_section(model, captured, inputs["plucker"], args, device, rows)
+    heads_section(model, captured, inputs["plucker"], args, device, rows, notes)
     del captured
     if keep:
         projected = 1.3 * sum(fp32_s) + 30
