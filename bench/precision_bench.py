@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="folder for precision.json")
     p.add_argument(
-        "--small", action="store_true", help="toy widths and 9x64x96 on the CPU (checks the script)"
+        "--small", action="store_true", help="toy widths and 5x32x48 on the CPU (checks the script)"
     )
     p.add_argument("--device", default=None, help="default: cuda if available (cpu with --small)")
     p.add_argument("--seed", type=int, default=0)
@@ -414,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             mode = "heads only on seeded random intermediates: the fp32 model did not fit this card"
             model = captured = None
             rows.clear()
-            free_cuda()
+            keep.clear()
+        free_cuda()  # after the except block, whose traceback holds the failed frames' tensors
     else:
         mode = "heads only on seeded random intermediates (--heads-only)"
     if captured is None:

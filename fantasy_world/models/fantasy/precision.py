@@ -20,9 +20,12 @@ are rounded. That lets shared code such as :class:`GeometryBlock`, which casts t
 before a matmul when it runs outside a region (the geometry trunk), run in float32 in the camera head.
 
 With float32 weights the context does nothing, so float32 results are bit-identical with or without it.
-The DiT and the geometry trunk never enter it. :func:`precision_policy` overrides the policy for a block
-of code: ``"plain"`` (every op in the weights' dtype: the behaviour before issue 18) or ``"fp32"`` (every
-region in float32: the upper bound), for benchmarks and tests.
+The DiT and the geometry trunk never enter it (a TorchFunctionMode costs a few microseconds per op: fine
+once per video, not for blocks that run every step and are compiled); the trunk keeps its own fp32
+residual stream with :func:`layer_norm_fp32` (see :class:`GeometryBlock`), which is what feeds the heads
+fp32 tokens. :func:`precision_policy` overrides the policy for a block of code: ``"plain"`` (every head
+op in the weights' dtype, as before issue 18) or ``"fp32"`` (every region in float32: the upper bound),
+for benchmarks and tests.
 """
 
 from __future__ import annotations
