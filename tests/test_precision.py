@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from fantasy_world.errors import InputError
 from fantasy_world.models.fantasy.config import fantasy_world_config, reduced
@@ -148,6 +149,13 @@ def test_regions_cast_matmul_and_norm_inputs() -> None:
     torch.testing.assert_close(full, F.linear(x, lin.weight.float(), lin.bias.float()), rtol=0, atol=0)
     assert torch.equal(again, mixed)  # the inner region ended
     assert lin(x.bfloat16()).dtype == torch.bfloat16  # outside any region nothing is cast
+    q = torch.randn(1, 2, 5, 8).bfloat16().float()
+    with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):  # a forced kernel that cannot take these inputs
+        with pytest.raises(RuntimeError):
+            F.scaled_dot_product_attention(q, q, q)
+        with compute_precision(lin, "fp32"):  # fp32 attention in a region falls back to any kernel
+            att = F.scaled_dot_product_attention(q.bfloat16(), q, q)
+    torch.testing.assert_close(att, F.scaled_dot_product_attention(q, q, q))
     with pytest.raises(InputError, match="precision policy 'bf16'"):
         with precision_policy("bf16"):
             pass

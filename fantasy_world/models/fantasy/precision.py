@@ -38,6 +38,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
 
 from fantasy_world.errors import InputError
@@ -63,6 +64,12 @@ _MATMUL = frozenset(
         torch.Tensor.bmm,
     }
 )
+_ANY_KERNEL = [
+    SDPBackend.CUDNN_ATTENTION,
+    SDPBackend.FLASH_ATTENTION,
+    SDPBackend.EFFICIENT_ATTENTION,
+    SDPBackend.MATH,
+]
 _FLOAT32 = frozenset(
     {
         F.layer_norm,
@@ -112,7 +119,11 @@ class _Region(TorchFunctionMode):
         kwargs = kwargs or {}
         if func in _MATMUL:
             if self.stack[-1] == "fp32":
-                return func(*_cast(args, torch.float32), **_cast(kwargs, torch.float32))
+                args, kwargs = _cast(args, torch.float32), _cast(kwargs, torch.float32)
+                if func is F.scaled_dot_product_attention:  # a forced fused kernel may not take fp32
+                    with sdpa_kernel(_ANY_KERNEL):
+                        return func(*args, **kwargs)
+                return func(*args, **kwargs)
             out = func(*_cast(args, self.storage), **_cast(kwargs, self.storage))
             return out.float() if isinstance(out, torch.Tensor) else out
         if func in _FLOAT32:
