@@ -15,6 +15,8 @@ from torch import nn
 
 from fantasy_world.errors import InputError
 
+from .precision import compute_dtype, compute_precision
+
 
 def compress_time(x: torch.Tensor, batch: int) -> torch.Tensor:
     """[(B·T), C, H, W] -> [(B·T'), C, H, W]: odd T keeps frame 0 and averages the rest in pairs, even T
@@ -90,8 +92,12 @@ class CameraPoseEncoder(nn.Module):
             raise InputError(f"Plücker maps size {h}x{w}: expected multiples of {step[0]}x{step[1]} pixels")
         if (t - 1) % 4:
             raise InputError(f"Plücker maps have {t} frames: expected 1+4k (one per video frame)")
-        weight = self.controlnet_encode_first[0].weight
-        x = plucker.to(weight.dtype).permute(0, 1, 4, 2, 3).reshape(b * t, c, h, w)
+        with compute_precision(self, "fp32"):  # small compute; the features feed every adapter block
+            return self._encode(plucker.to(compute_dtype(self)))
+
+    def _encode(self, plucker: torch.Tensor) -> torch.Tensor:
+        b, t, h, w, c = plucker.shape
+        x = plucker.permute(0, 1, 4, 2, 3).reshape(b * t, c, h, w)
         x = self.controlnet_encode_first(self.unshuffle(x))
         x = self.controlnet_encode_second(compress_time(x, b))
         x = compress_time(x, b)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..layers import GeometryBlock, Mlp
+from ..precision import compute_dtype, compute_precision
 from .activations import PoseActivation, activate_pose
 
 
@@ -100,9 +101,11 @@ class CameraHead(nn.Module):
         self, intermediates: Sequence[torch.Tensor], num_iterations: int | None = None
     ) -> list[torch.Tensor]:
         """intermediates: per-layer [B, S, P, C]; the last one's token 0 is used. Returns one [B, T, 9]
-        per iteration; the last is the prediction."""
-        tokens = self.pose_tokens(intermediates[-1][:, :, 0])
-        return self.refine(tokens, num_iterations or self.cfg.num_iterations)
+        per iteration; the last is the prediction. With bf16 weights it computes in fp32 (``precision.py``):
+        one token per frame makes that cheap, and the refinement sums deltas into the pose."""
+        with compute_precision(self, "fp32"):
+            tokens = self.pose_tokens(intermediates[-1][:, :, 0].to(compute_dtype(self)))
+            return self.refine(tokens, num_iterations or self.cfg.num_iterations)
 
     def refine(self, tokens: torch.Tensor, num_iterations: int) -> list[torch.Tensor]:
         """Iterative refinement; the raw (pre-activation) estimate is detached before being re-embedded."""

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..precision import compute_dtype, compute_precision
 from .activations import ConfActivation, DenseActivation, activate_dense
 from .dpt_fusion import Scratch
 from .pos_embed import add_uv_embedding
@@ -89,7 +90,20 @@ class DPTHead(nn.Module):
         image_hw: tuple[int, int],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """intermediates: every layer's [B, S, P, C] (the head picks its layers) → values [B, T, H, W, K],
-        confidence [B, T, H, W] with T = 1 + 4(S−1) and (H, W) = ``image_hw``."""
+        confidence [B, T, H, W] with T = 1 + 4(S−1) and (H, W) = ``image_hw``.
+
+        With bf16 weights the convolutions run in bf16 and everything between them in fp32 (``"mixed"``,
+        ``precision.py``); the output convolutions and activations run wholly in fp32."""
+        with compute_precision(self, "mixed"):
+            return self._forward(intermediates, patch_start_idx, token_hw, image_hw)
+
+    def _forward(
+        self,
+        intermediates: Sequence[torch.Tensor],
+        patch_start_idx: int,
+        token_hw: tuple[int, int],
+        image_hw: tuple[int, int],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         levels = self._latent_pyramid(intermediates, patch_start_idx, token_hw, image_hw)
         video = [up(level) for up, level in zip(self.temporal_upsamplers, levels)]  # [B, c, T, h, w]
         b, _, t = video[0].shape[:3]
@@ -113,11 +127,12 @@ class DPTHead(nn.Module):
         h, w = token_hw
         b, s = intermediates[0].shape[:2]
         chunk = max(1, self.cfg.latent_chunk)
+        dtype = compute_dtype(self)
         per_level: list[list[torch.Tensor]] = [[] for _ in self.cfg.intermediate_layer_idx]
         for start in range(0, s, chunk):
             stop = min(start + chunk, s)
             for lvl, layer in enumerate(self.cfg.intermediate_layer_idx):
-                tokens = intermediates[layer][:, start:stop, patch_start_idx:]
+                tokens = intermediates[layer][:, start:stop, patch_start_idx:].to(dtype)
                 if tokens.shape[2] != h * w:
                     raise ValueError(f"layer {layer} has {tokens.shape[2]} patch tokens, token grid {h}x{w}")
                 x = self.norm(tokens.flatten(0, 1))  # [b·s, h·w, C]
@@ -135,7 +150,8 @@ class DPTHead(nn.Module):
         """Fuse one chunk of video frames ([N, c_l, h_l, w_l] per level) into activated full-size maps."""
         out = self.scratch.fuse(frames)
         out = F.interpolate(out, size=tuple(image_hw), mode="bilinear", align_corners=True)
-        if self.cfg.pos_embed:
-            out = add_uv_embedding(out, image_hw, self.cfg.pos_embed_ratio)
-        out = self.scratch.output_conv2(out)
-        return activate_dense(out, self.cfg.activation, self.cfg.conf_activation)
+        with compute_precision(self, "fp32"):
+            if self.cfg.pos_embed:
+                out = add_uv_embedding(out, image_hw, self.cfg.pos_embed_ratio)
+            out = self.scratch.output_conv2(out)
+            return activate_dense(out, self.cfg.activation, self.cfg.conf_activation)

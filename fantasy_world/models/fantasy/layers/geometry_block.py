@@ -8,6 +8,11 @@ and the block computes, exactly as the official code (including its quirks)::
 
 Without ``e0`` (camera-head trunk) it is a plain pre-norm VGGT block and ``modulation`` is unused.
 
+Precision (issue 18): the norms run in fp32 and the matmuls in the weights' dtype; the residual stream is
+never cast down, so with time conditioning it becomes fp32 at the first feed-forward (the fp32
+modulators promote it), as in the official code under autocast. The heads read these tokens: keeping them
+fp32 halves the camera head's bf16 error.
+
 The block is split into :meth:`GeometryBlock.attend` and :meth:`GeometryBlock.feed_forward` because an IRG
 layer runs the bidirectional cross-attention between the two halves.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..precision import layer_norm_fp32
 from .attention import Attention
 from .layer_scale import LayerScale
 from .mlp import Mlp
@@ -30,6 +36,8 @@ class GeometryBlock(nn.Module):
     Submodule names follow the official state dict: ``modulation``, ``norm1``, ``attn.{qkv,q_norm,k_norm,
     proj}``, ``ls1.gamma``, ``norm2``, ``mlp.{fc1,fc2}``, ``ls2.gamma``.
     """
+
+    fp32_stream: bool = True  # False: cast the stream back to its input dtype (before issue 18; benchmarks)
 
     def __init__(
         self,
@@ -87,17 +95,19 @@ class GeometryBlock(nn.Module):
     ) -> tuple[torch.Tensor, Modulators | None]:
         """Attention half: returns the updated tokens and the modulators the FFN half needs."""
         mods = self.modulators(e0, x.shape[0])
-        h = self.norm1(x)
+        h = layer_norm_fp32(self.norm1, x)
         if mods is not None:
-            h = (h * (1 + mods[1]) + mods[0]).to(x.dtype)
-        return x + self.ls1(self.attn(h, pos)).to(x.dtype), mods
+            h = h * (1 + mods[1]) + mods[0]
+        out = x + self.ls1(self.attn(h.to(self.attn.qkv.weight.dtype), pos))
+        return (out if self.fp32_stream else out.to(x.dtype)), mods
 
     def feed_forward(self, x: torch.Tensor, mods: Modulators | None) -> torch.Tensor:
         """FFN half; with modulators the shift/scale act on the MLP output, then ``e[5]`` gates it."""
-        h = self.mlp(self.norm2(x))
+        h = self.mlp(layer_norm_fp32(self.norm2, x).to(self.mlp.fc1.weight.dtype))
         if mods is None:
             return x + self.ls2(h)
-        return (x + self.ls2(h * (1 + mods[4]) + mods[3]) * mods[5]).to(x.dtype)
+        out = x + self.ls2(h * (1 + mods[4]) + mods[3]) * mods[5]
+        return out if self.fp32_stream else out.to(x.dtype)
 
     def forward(
         self, x: torch.Tensor, pos: torch.Tensor | None = None, e0: torch.Tensor | None = None
