@@ -42,6 +42,39 @@ def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     return found
 
 
+def park_on_host(module: nn.Module, pin: bool) -> dict[str, torch.Tensor]:
+    """Point every weight of ``module`` at a view of one flat host buffer per dtype; returns the views.
+
+    One buffer per dtype (not one per tensor): pinned allocations are rounded up to powers of two, which
+    per tensor would cost up to twice the 33 GB of an expert. A module parked before is not copied again.
+    """
+    tensors = _tensors(module)
+    previous: dict[str, torch.Tensor] | None = getattr(module, "_host_copies", None)
+    if previous is not None and all(
+        k in previous and tensors[k].data_ptr() == previous[k].data_ptr() for k in tensors
+    ):
+        return previous
+    for key, tensor in tensors.items():
+        if tensor.is_meta:
+            raise InputError(f"{key} is on the meta device; load the expert's weights first")
+    by_dtype: dict[torch.dtype, list[str]] = {}
+    for key, tensor in tensors.items():
+        by_dtype.setdefault(tensor.dtype, []).append(key)
+    host: dict[str, torch.Tensor] = {}
+    for dtype, keys in by_dtype.items():
+        flat = torch.empty(sum(tensors[k].numel() for k in keys), dtype=dtype, pin_memory=pin)
+        offset = 0
+        for key in keys:
+            tensor = tensors[key]
+            view = flat[offset : offset + tensor.numel()].view(tensor.shape)
+            view.copy_(tensor.detach())
+            tensor.data = view
+            host[key] = view
+            offset += tensor.numel()
+    module.__dict__["_host_copies"] = host
+    return host
+
+
 class ExpertResidency:
     """Keeps at most one of ``experts`` on ``device``; :meth:`activate` swaps them.
 
@@ -59,21 +92,11 @@ class ExpertResidency:
             raise InputError(f"experts {sorted(experts)}: expected exactly {list(table.names)}")
         self.table = table
         self.device = torch.device(device)
-        self.experts = dict(experts)
+        self.experts = {name: module.eval() for name, module in experts.items()}
         self.active: str | None = None
         self.switches: list[SwitchRecord] = []
         pin = torch.cuda.is_available() if pin is None else pin
-        self._host: dict[str, dict[str, torch.Tensor]] = {}
-        for name, module in self.experts.items():
-            module.eval()
-            host: dict[str, torch.Tensor] = {}
-            for key, tensor in _tensors(module).items():
-                if tensor.is_meta:
-                    raise InputError(f"expert {name!r}: {key} is on the meta device; load weights first")
-                copy = tensor.detach().to("cpu")
-                host[key] = copy.pin_memory() if pin and not copy.is_pinned() else copy
-                tensor.data = host[key]
-            self._host[name] = host
+        self._host = {name: park_on_host(module, pin) for name, module in self.experts.items()}
 
     def expert_bytes(self, name: str) -> int:
         return sum(t.numel() * t.element_size() for t in self._host[name].values())
