@@ -8,7 +8,7 @@ from torch import nn
 
 from fantasy_world.errors import InputError
 from fantasy_world.models.fantasy.config import fantasy_world_config, reduced
-from fantasy_world.models.fantasy.expert_residency import ExpertResidency, park_on_host
+from fantasy_world.models.fantasy.expert_residency import ExpertResidency, _chunks, park_on_host
 from fantasy_world.models.fantasy.experts import WAN22_FUN_EXPERTS
 from fantasy_world.models.fantasy.model import FantasyWorldModel
 from fantasy_world.sampling.flow_matching import flow_match_schedule
@@ -35,9 +35,13 @@ def test_placement_and_single_move_at_the_switch() -> None:
     experts = _pair()
     residency = _CopyingResidency(experts, WAN22_FUN_EXPERTS, device="cpu", pin=False)
     assert residency.on_host("high") and residency.on_host("low")
-    # one flat host buffer per dtype and expert; parking again does not copy
+    # a few large host buffers (here one, the expert is small); parking again does not copy
     storages = {t.untyped_storage().data_ptr() for t in experts["high"].parameters()}
     assert len(storages) == 1
+    assert _chunks({"a": torch.zeros(3), "b": torch.zeros(2), "c": torch.zeros(9)}, ["a", "b", "c"], 5) == [
+        ["a", "b"],
+        ["c"],
+    ]
     assert park_on_host(experts["high"], pin=False) is residency._host["high"]
     ts = flow_match_schedule(50, shift=5.0).timesteps[16:19]  # 906.59 is the last high step
     names = [residency.for_timestep(t)[0] for t in ts]

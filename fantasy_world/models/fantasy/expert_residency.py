@@ -42,11 +42,29 @@ def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     return found
 
 
-def park_on_host(module: nn.Module, pin: bool) -> dict[str, torch.Tensor]:
-    """Point every weight of ``module`` at a view of one flat host buffer per dtype; returns the views.
+CHUNK_BYTES = 1 << 30
 
-    One buffer per dtype (not one per tensor): pinned allocations are rounded up to powers of two, which
-    per tensor would cost up to twice the 33 GB of an expert. A module parked before is not copied again.
+
+def _chunks(tensors: dict[str, torch.Tensor], keys: list[str], capacity: int) -> list[list[str]]:
+    """Pack ``keys`` in order into groups of at most ``capacity`` elements (a larger tensor goes alone)."""
+    groups: list[list[str]] = [[]]
+    used = 0
+    for key in keys:
+        n = tensors[key].numel()
+        if groups[-1] and used + n > capacity:
+            groups.append([])
+            used = 0
+        groups[-1].append(key)
+        used += n
+    return groups
+
+
+def park_on_host(module: nn.Module, pin: bool) -> dict[str, torch.Tensor]:
+    """Point every weight of ``module`` at a view of a few large host buffers; returns the views.
+
+    Buffers are 1 GiB chunks per dtype, not one per tensor (or one per expert): pinned allocations are
+    rounded up to a power of two, which per tensor or for one 33 GB block would cost up to twice the
+    expert's size in host memory. A module parked before is not copied again.
     """
     tensors = _tensors(module)
     previous: dict[str, torch.Tensor] | None = getattr(module, "_host_copies", None)
@@ -62,15 +80,17 @@ def park_on_host(module: nn.Module, pin: bool) -> dict[str, torch.Tensor]:
         by_dtype.setdefault(tensor.dtype, []).append(key)
     host: dict[str, torch.Tensor] = {}
     for dtype, keys in by_dtype.items():
-        flat = torch.empty(sum(tensors[k].numel() for k in keys), dtype=dtype, pin_memory=pin)
-        offset = 0
-        for key in keys:
-            tensor = tensors[key]
-            view = flat[offset : offset + tensor.numel()].view(tensor.shape)
-            view.copy_(tensor.detach())
-            tensor.data = view
-            host[key] = view
-            offset += tensor.numel()
+        capacity = CHUNK_BYTES // torch.empty((), dtype=dtype).element_size()
+        for group in _chunks(tensors, keys, capacity):
+            flat = torch.empty(sum(tensors[k].numel() for k in group), dtype=dtype, pin_memory=pin)
+            offset = 0
+            for key in group:
+                tensor = tensors[key]
+                view = flat[offset : offset + tensor.numel()].view(tensor.shape)
+                view.copy_(tensor.detach())
+                tensor.data = view
+                host[key] = view
+                offset += tensor.numel()
     module.__dict__["_host_copies"] = host
     return host
 
