@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fantasy_world.models.fantasy.config import fantasy_world_config, reduced  # noqa: E402
 from fantasy_world.models.fantasy.expert_residency import ExpertResidency, park_on_host  # noqa: E402
 from fantasy_world.models.fantasy.experts import WAN22_FUN_EXPERTS  # noqa: E402
+from fantasy_world.models.fantasy.image_condition import conditioning_mask, conditioning_video  # noqa: E402
 from fantasy_world.models.fantasy.model import FantasyWorldModel  # noqa: E402
 from fantasy_world.models.wan.text_encoder import zero_past_length  # noqa: E402
 from fantasy_world.models.wan.umt5 import UMT5Encoder, umt5_config  # noqa: E402
@@ -157,15 +158,11 @@ def main() -> None:
     # 2. VAE encode of first and last frame (+ grey frames), mask 1 on both
     t0 = meter.start()
     vae = build(lambda: WanVAE(vae_cfg), device, torch.float32, seed=2)
-    video = torch.zeros(1, 3, frames, height, width, device=device)
-    video[:, :, 0] = torch.rand(3, height, width, generator=gen).to(device) * 2 - 1
-    video[:, :, -1] = torch.rand(3, height, width, generator=gen).to(device) * 2 - 1
+    first, last = (torch.rand(3, height, width, generator=gen).to(device) * 2 - 1 for _ in range(2))
+    video = conditioning_video(first, frames, last)
     with torch.no_grad():
         latent = vae.encode(video)
-    msk = torch.zeros(1, frames + 3, lat_h, lat_w, device=device)
-    msk[:, :4] = 1.0
-    msk[:, -1] = 1.0
-    msk = msk.view(1, lat_f, 4, lat_h, lat_w).transpose(1, 2)
+    msk = conditioning_mask(frames, lat_h, lat_w, last_frame=True, device=device)
     y = torch.cat([msk, latent.float()], dim=1).to(dtype)
     del video, latent
     park(vae, pin)
