@@ -142,6 +142,13 @@ def test_control_features_are_added_to_the_patch_embeddings() -> None:
     torch.testing.assert_close(with_camera, hooked, rtol=1e-6, atol=1e-6)
     plain = model(x, t, ctx, y=y).velocity
     assert (with_camera - plain).abs().max() > 1e-3  # the camera path is live
+    # the model sees its timestep as the official bf16 value: 906.59 and 908 are the same input
+    assert model.cfg.bf16_timestep
+    torch.testing.assert_close(
+        model(x, torch.tensor([906.59]), ctx, y=y).velocity,
+        model(x, torch.tensor([908.0]), ctx, y=y).velocity,
+    )
+    assert (model(x, torch.tensor([904.0]), ctx, y=y).velocity - plain).abs().max() > 1e-4
 
 
 @torch.no_grad()

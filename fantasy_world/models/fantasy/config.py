@@ -69,6 +69,8 @@ class FantasyWorldConfig:
     # Wan-Fun control adapter (0 = none): Plücker channels × VAE time stride, packed per latent frame
     control_channels: int = 0
     control_residual_blocks: int = 1
+    # the official sampler hands the model its timestep as bf16 (906.59 arrives as 908): round like it
+    bf16_timestep: bool = False
     # heads
     depth_head: DPTHeadConfig = field(default_factory=DPTHeadConfig.depth)
     point_head: DPTHeadConfig = field(default_factory=DPTHeadConfig.points)
@@ -223,6 +225,7 @@ def _official_fun_a14b() -> FantasyWorldConfig:
         bicross_dim=1152,
         bicross_heads=12,
         control_channels=24,
+        bf16_timestep=True,
         plucker_mode="official",
         camera_head=CameraHeadConfig(dim_in=2048, num_heads=16),
         **_heads(1024, (23, 17, 11, 7)),

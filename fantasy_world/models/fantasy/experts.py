@@ -7,9 +7,9 @@ timestep 906.59 reaches the model as 908 (high) and step 18's 898.88 as exactly 
 expert does the first 18 steps. diffusers' two-transformer pipelines use ``t >= boundary_ratio·1000`` on
 the unrounded value instead; the two rules differ only for timesteps within one bf16 step of 900.
 
-:meth:`ExpertTable.model_timestep` is the value the model must receive (the same rounding the sampler
-must apply to what it passes in), and :meth:`ExpertTable.plan` is the per-step expert list a sampler
-(and a bundle's meta.json) can use.
+:meth:`ExpertTable.model_timestep` is the value the model receives (the ``wan2.2-fun-a14b`` config
+rounds its input the same way, ``bf16_timestep``), and :meth:`ExpertTable.plan` is the per-step expert
+list a sampler (and a bundle's meta.json) can use.
 """
 
 from __future__ import annotations

@@ -208,6 +208,8 @@ class FantasyWorldModel(nn.Module):
         I2V also clip_fea and y. ``camera``: features from :meth:`encode_camera`. ``image_hw`` (default
         latent size × VAE stride) is the resolution of the geometry maps."""
         cfg = self.cfg
+        if cfg.bf16_timestep:  # every time embedding (DiT and geometry) sees the official bf16 value
+            t = torch.as_tensor(t, device=x.device).to(torch.bfloat16).float()
         state = self.dit.embed(x, t, context, clip_fea=clip_fea, y=y)
         b = x.shape[0]
         f, h, w = state.grid
