@@ -241,3 +241,11 @@ def test_strict_key_reports_name_the_problem(tmp_path: Path, official_keys) -> N
     (tmp_path / "Wan2.2-Fun-Reward-LoRAs" / REWARD_LORAS["low"]).unlink()
     with pytest.raises(CheckpointError, match="low reward LoRA"):
         resolve_wan22_folder(tmp_path)
+
+
+def test_model_folder_names_the_pending_wan22_support(tmp_path: Path) -> None:
+    from fantasy_world.model_folder import load_model
+
+    (tmp_path / EXPERT_FILES["high"]).write_bytes(b"")
+    with pytest.raises(CheckpointError, match="Wan2.2-Fun-A14B .* not supported by the pipeline yet"):
+        load_model(tmp_path, torch.device("cpu"), torch.float32)
