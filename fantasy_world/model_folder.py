@@ -244,6 +244,11 @@ def load_model(name_or_path: str | Path, device: torch.device, dtype: torch.dtyp
         return load_our_folder(folder, device, dtype)
     if (folder / "model.pth").is_file():
         return load_official_folder(folder, device, dtype)
+    if (folder / "high_noise_model.pth").is_file() or (folder / "low_noise_model.pth").is_file():
+        raise CheckpointError(
+            f"model folder {folder}: FantasyWorld-Wan2.2-Fun-A14B (two experts) is not supported by the "
+            "pipeline yet; expected a Wan2.1 folder (model.pth) or one of ours (fantasyworld.json)"
+        )
     raise CheckpointError(
         f"model folder {folder}: holds neither {CONFIG_FILE} (our format) nor model.pth (official FantasyWorld)"
     )

@@ -28,7 +28,9 @@ class FantasyWorldConfig:
 
     The DiT's first ``n_pcb`` blocks are preconditioning blocks; every later DiT block is paired with one
     geometry global block (``num_irg = dit.num_layers - n_pcb`` IRG blocks, and as many frame blocks).
-    Camera adapters sit on DiT blocks ``camera_adapter_blocks[0] ..= camera_adapter_blocks[1]``.
+    Camera adapters sit on DiT blocks ``camera_adapter_blocks[0] ..= camera_adapter_blocks[1]``. A model
+    has at most one camera path: those adapters (Wan2.1), or, with ``control_channels > 0``, Wan-Fun's
+    control adapter whose output is added to the patch embeddings (Wan2.2-Fun).
     """
 
     name: str
@@ -67,6 +69,11 @@ class FantasyWorldConfig:
     adapter_k_hidden: int = 1024
     adapter_v_hidden: int = 409
     plucker_mode: PluckerMode = "correct"
+    # Wan-Fun control adapter (0 = none): Plücker channels × VAE time stride, packed per latent frame
+    control_channels: int = 0
+    control_residual_blocks: int = 1
+    # the official sampler hands the model its timestep as bf16 (906.59 arrives as 908): round like it
+    bf16_timestep: bool = False
     # heads
     depth_head: DPTHeadConfig = field(default_factory=DPTHeadConfig.depth)
     point_head: DPTHeadConfig = field(default_factory=DPTHeadConfig.points)
@@ -103,6 +110,18 @@ class FantasyWorldConfig:
             raise InputError(
                 f"{self.name}: plucker_mode={self.plucker_mode!r}: expected 'correct' or 'official'"
             )
+        if self.control_channels:
+            if self.camera_adapter_blocks is not None:
+                raise InputError(
+                    f"{self.name}: control_channels={self.control_channels} and camera_adapter_blocks both set: "
+                    "expected one camera path"
+                )
+            want = self.plucker_channels * self.vae_stride[0]
+            if self.control_channels != want or self.control_residual_blocks < 0:
+                raise InputError(
+                    f"{self.name}: control_channels={self.control_channels}: expected plucker_channels × VAE "
+                    f"time stride = {want} (and control_residual_blocks >= 0)"
+                )
         if self.camera_adapter_blocks is not None:
             first, last = self.camera_adapter_blocks
             if not 0 <= first <= last < d.num_layers:
@@ -125,7 +144,9 @@ class FantasyWorldConfig:
             raise InputError(
                 f"{self.name}: camera_head.dim_in={self.camera_head.dim_in}: expected {2 * self.geo_dim}"
             )
-        if self.has_camera and not self.pose_downscale == self.vae_stride[1] == self.vae_stride[2]:
+        if (self.has_camera or self.has_control) and not self.pose_downscale == self.vae_stride[
+            1
+        ] == self.vae_stride[2]:
             raise InputError(
                 f"{self.name}: pose_downscale={self.pose_downscale}: expected the VAE's spatial stride {self.vae_stride[1:]}"
             )
@@ -147,7 +168,13 @@ class FantasyWorldConfig:
 
     @property
     def has_camera(self) -> bool:
+        """True when the camera enters through cross-attention adapters (the Wan2.1 camera path)."""
         return self.camera_adapter_blocks is not None
+
+    @property
+    def has_control(self) -> bool:
+        """True when the camera enters through Wan-Fun's control adapter (the Wan2.2-Fun camera path)."""
+        return self.control_channels > 0
 
 
 def _divisible(name: str, a_name: str, a: int, b_name: str, b: int) -> None:
@@ -180,6 +207,28 @@ def _official_i2v_14b() -> FantasyWorldConfig:
         plucker_fea_dim=2048,
         adapter_k_hidden=min(dit.dim, 2048) // 2,
         adapter_v_hidden=2048 // 5,
+        plucker_mode="official",
+        camera_head=CameraHeadConfig(dim_in=2048, num_heads=16),
+        **_heads(1024, (23, 17, 11, 7)),
+    )
+
+
+def _official_fun_a14b() -> FantasyWorldConfig:
+    """One expert of FantasyWorld-Wan2.2-Fun-A14B-Control-Camera (§5): the Wan2.1 model's geometry branch,
+    bridge, IRG coupling, bicross and heads on a Wan2.2-Fun-A14B expert (no CLIP, 36 input channels), the
+    camera through the control adapter instead of cross-attention adapters. Both experts share this
+    config; which expert runs when is :mod:`fantasy_world.models.fantasy.experts`."""
+    return FantasyWorldConfig(
+        name="wan2.2-fun-a14b",
+        dit=wan_dit_config("wan2.2-fun-a14b"),
+        n_pcb=16,
+        geo_dim=1024,
+        geo_heads=16,
+        bridge="conv",
+        bicross_dim=1152,
+        bicross_heads=12,
+        control_channels=24,
+        bf16_timestep=True,
         plucker_mode="official",
         camera_head=CameraHeadConfig(dim_in=2048, num_heads=16),
         **_heads(1024, (23, 17, 11, 7)),
@@ -257,6 +306,7 @@ def _tiny() -> FantasyWorldConfig:
 
 _PRESETS = {
     "wan2.1-i2v-14b": _official_i2v_14b,
+    "wan2.2-fun-a14b": _official_fun_a14b,
     "wan2.1-t2v-1.3b": _seed_t2v_1_3b,
     "tiny": _tiny,
 }

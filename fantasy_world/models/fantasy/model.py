@@ -12,7 +12,8 @@ Data flow of :meth:`FantasyWorldModel.forward` (the official code's ``joint_forw
    9-d camera encodings for every video frame at full image resolution.
 
 The branch always runs, because through the bicross attention it feeds the video stream. Camera
-features (from :meth:`encode_camera`) enter the video stream through the adapters in the DiT blocks.
+features (from :meth:`encode_camera`) enter the video stream through the adapters in the DiT blocks
+(Wan2.1 configs) or, for Wan2.2-Fun configs, are added to the patch embeddings (control adapter).
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from fantasy_world.models.fantasy.aggregator import GeometryAggregator
 from fantasy_world.models.fantasy.bicross_attention import BiCrossAttention, bicross_rope
 from fantasy_world.models.fantasy.camera_adapter import install_camera_adapters
 from fantasy_world.models.fantasy.config import FantasyWorldConfig
+from fantasy_world.models.fantasy.control_adapter import (
+    ControlAdapter,
+    install_control_adapter,
+    pack_plucker_control,
+)
 from fantasy_world.models.fantasy.heads.camera_head import CameraHead
 from fantasy_world.models.fantasy.heads.dpt_head import DPTHead
 from fantasy_world.models.fantasy.irg_block import IRGBlock
@@ -84,6 +90,17 @@ class FantasyWorldModel(nn.Module):
             )
         else:
             self.register_module("pose_encoder", None)
+        if cfg.has_control:
+            install_control_adapter(
+                self.dit,
+                ControlAdapter(
+                    cfg.control_channels,
+                    cfg.dit.dim,
+                    patch=cfg.dit.patch_size[1:],
+                    downscale=cfg.pose_downscale,
+                    residual_blocks=cfg.control_residual_blocks,
+                ),
+            )
         if cfg.bridge == "conv":
             self.bridge: nn.Module = ConvBridge(cfg.dit.dim, cfg.geo_dim)
         else:
@@ -130,10 +147,15 @@ class FantasyWorldModel(nn.Module):
 
     # ------------------------------------------------------------------ camera
     def encode_camera(self, plucker: torch.Tensor) -> torch.Tensor:
-        """Plücker maps [B, T, H, W, 6] for every video frame -> camera features [B, F·h·w, plucker_fea_dim].
+        """Plücker maps [B, T, H, W, 6] for every video frame -> camera features [B, F·h·w, width].
 
-        They depend only on the camera path: compute once per generation and pass as ``camera``.
+        ``width`` is ``plucker_fea_dim`` (Wan2.1 adapters) or the DiT width (Wan2.2-Fun control adapter).
+        They depend only on the camera path and the model's weights: compute once per generation and
+        model (each Wan2.2 expert has its own control adapter) and pass as ``camera``.
         """
+        if self.cfg.has_control:
+            adapter = self.dit.control_adapter
+            return adapter(pack_plucker_control(plucker, self.cfg.vae_stride[0])).float()
         if self.pose_encoder is None:
             raise InputError(f"model config {self.cfg.name!r} has no camera path: expected camera=None")
         return self.pose_encoder(plucker)
@@ -141,6 +163,13 @@ class FantasyWorldModel(nn.Module):
     def _check_camera(self, camera: torch.Tensor | None, batch: int, tokens: int) -> torch.Tensor | None:
         if camera is None:
             return None
+        if self.cfg.has_control:
+            want = (batch, tokens, self.cfg.dit.dim)
+            if camera.ndim != 3 or camera.shape[0] not in (1, batch) or tuple(camera.shape[1:]) != want[1:]:
+                raise InputError(
+                    f"camera features shape {tuple(camera.shape)}: expected {want} or batch 1 (from encode_camera)"
+                )
+            return camera
         if self.pose_encoder is None:
             raise InputError(f"camera features given, but model config {self.cfg.name!r} has no camera path")
         want = (batch, tokens, self.cfg.plucker_fea_dim)
@@ -179,6 +208,8 @@ class FantasyWorldModel(nn.Module):
         I2V also clip_fea and y. ``camera``: features from :meth:`encode_camera`. ``image_hw`` (default
         latent size × VAE stride) is the resolution of the geometry maps."""
         cfg = self.cfg
+        if cfg.bf16_timestep:  # every time embedding (DiT and geometry) sees the official bf16 value
+            t = torch.as_tensor(t, device=x.device).to(torch.bfloat16).float()
         state = self.dit.embed(x, t, context, clip_fea=clip_fea, y=y)
         b = x.shape[0]
         f, h, w = state.grid
@@ -187,6 +218,11 @@ class FantasyWorldModel(nn.Module):
         tvec = tvec.expand(b) if tvec.ndim == 0 else tvec
 
         tokens = state.tokens
+        if cfg.has_control and camera is not None:
+            # Wan-Fun: the camera is added to the patch embeddings, once, for every batch element (the
+            # official patchify keeps only element 0 here); the blocks then see no camera argument
+            tokens = tokens + camera.to(tokens.dtype)
+            camera = None
         for block in self.dit.blocks[: cfg.n_pcb]:
             tokens = self._run(block, tokens, state, camera)
 

@@ -7,7 +7,7 @@ Groups, by state-dict name:
 * ``bridge`` — the latent bridge.  ``geometry`` — geometry time embedding, special tokens, frame blocks,
   the IRG global blocks (``irg.*.x_agg``).  ``heads`` — depth, point and camera heads.
 * ``bicross`` — the IRG bidirectional cross-attentions.  ``camera`` — pose encoder and the camera
-  adapters inside the DiT's cross-attentions.
+  adapters inside the DiT's cross-attentions, or Wan-Fun's control adapter (``dit.control_adapter``).
 
 Stage 1 trains bridge, geometry and heads on the geometry losses with the bicross gates frozen at zero
 (the video stream is then exactly the base model's) and the camera path frozen. Stage 2 also trains the
@@ -35,7 +35,7 @@ _TRAINABLE: dict[int, frozenset[str]] = {
 
 def parameter_group(name: str) -> str:
     """The group of a parameter given its name in the model's state dict."""
-    if ".camera_adapter." in name or name.startswith("pose_encoder."):
+    if ".camera_adapter." in name or name.startswith(("pose_encoder.", "dit.control_adapter.")):
         return "camera"
     if name.startswith("dit."):
         return "dit"

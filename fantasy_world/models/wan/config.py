@@ -84,6 +84,10 @@ _PRESETS: dict[str, WanDiTConfig] = {
     "wan2.1-i2v-14b": WanDiTConfig(
         dim=5120, ffn_dim=13824, num_heads=40, num_layers=40, in_dim=36, image_input=True
     ),
+    # each of Wan2.2-Fun-A14B's two experts: Wan2.1-I2V-14B's sizes and 36 input channels, no CLIP branch
+    "wan2.2-fun-a14b": WanDiTConfig(
+        dim=5120, ffn_dim=13824, num_heads=40, num_layers=40, in_dim=36, image_input=False
+    ),
     "tiny": WanDiTConfig(
         dim=256, ffn_dim=512, num_heads=4, num_layers=8, in_dim=16, text_dim=384, text_len=64
     ),
