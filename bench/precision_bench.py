@@ -37,15 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from bench.harness.bench_models import I2V_SIZE, VideoSize, fw14_config  # noqa: E402
+from bench.harness.timing import measure  # noqa: E402
+from bench.harness.weights import build, free_cuda, seeded_randomize  # noqa: E402
 from fantasy_world.models.fantasy.config import FantasyWorldConfig, fantasy_world_config, reduced  # noqa: E402
 from fantasy_world.models.fantasy.heads import CameraHead, DPTHead  # noqa: E402
 from fantasy_world.models.fantasy.layers.geometry_block import GeometryBlock  # noqa: E402
 from fantasy_world.models.fantasy.model import FantasyWorldModel  # noqa: E402
 from fantasy_world.models.fantasy.pose_encoder import CameraPoseEncoder  # noqa: E402
 from fantasy_world.models.fantasy.precision import precision_policy  # noqa: E402
-from fantasy_world.perf.bench_models import I2V_SIZE, VideoSize, fw14_config  # noqa: E402
-from fantasy_world.perf.timing import measure  # noqa: E402
-from fantasy_world.perf.weights import build, free_cuda, seeded_randomize  # noqa: E402
 
 SMALL_SIZE = VideoSize(5, 32, 48)  # two latent frames: the causal upsamplers still produce 4 new frames
 OUTPUTS = ("velocity", "pose_enc", "depth", "depth_conf", "world_points", "world_points_conf", "camera")

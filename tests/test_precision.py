@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from bench.harness.weights import seeded_randomize
 from fantasy_world.errors import InputError
 from fantasy_world.models.fantasy.config import fantasy_world_config, reduced
 from fantasy_world.models.fantasy.heads import CameraHead, CameraHeadConfig, DPTHead, DPTHeadConfig
@@ -20,7 +21,6 @@ from fantasy_world.models.fantasy.model import FantasyWorldModel
 from fantasy_world.models.fantasy.pose_encoder import CameraPoseEncoder
 from fantasy_world.models.fantasy.precision import compute_precision, precision_policy
 from fantasy_world.models.wan.vae_layers import ChannelRMSNorm
-from fantasy_world.perf.weights import seeded_randomize
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -10,13 +10,13 @@ import torch
 from diffusers import WanTransformer3DModel
 from torch import nn
 
+from bench.harness.diffusers_ref import to_diffusers
 from fantasy_world.errors import InputError
 from fantasy_world.models.fantasy.config import fantasy_world_config, reduced
 from fantasy_world.models.fantasy.control_adapter import ControlAdapter, pack_plucker_control
 from fantasy_world.models.fantasy.model import FantasyWorldModel
 from fantasy_world.models.wan.config import wan_dit_config
 from fantasy_world.models.wan.dit import WanDiT
-from fantasy_world.perf.diffusers_ref import to_diffusers
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
