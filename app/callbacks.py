@@ -12,7 +12,6 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +51,6 @@ ALREADY = "Already generating: wait for this run or press Cancel"
 # The 3-D view fills the first screen beside the controls; video and depth sit under it, side by side.
 VIEWER_STYLE = "width:100%;height:max(420px, calc(100vh - 150px));border:0;border-radius:8px"
 EXPORT_FORMATS = {"native": ".json", "worldscore": ".json", "re10k": ".txt", "nerfstudio": ".json"}
-
-
-@dataclass
-class Timing:
-    """Measured for the benchmark: end of generation → first point cloud drawn (and bundle export)."""
-
-    to_first_cloud_s: float = 0.0
-    export_s: float = 0.0
 
 
 def one_line(text: object) -> str:
@@ -135,7 +126,6 @@ class Studio:
         # Uploads are only read from Gradio's upload cache and our own session folders.
         self.upload_roots = list(upload_roots) if upload_roots is not None else [gradio_upload_root()]
         self.upload_roots.append(self.registry.root)
-        self.last_timing = Timing()
         self.visitors = VisitorBook()
         self.trust_forwarded = trust_forwarded_default()
         self.janitor = Janitor(self.visitors)
@@ -547,7 +537,7 @@ class Studio:
         s.world = world
         s.viewer.set_filter(max_points=max_points, redraw=False)  # show_world draws with it
         s.viewer.show_world(world)
-        self.last_timing.to_first_cloud_s = time.perf_counter() - t0
+        s.timing.to_first_cloud_s = time.perf_counter() - t0
         yield status_html("Done: geometry in the 3-D view; writing video and exports…"), keep, keep, keep
         t1 = time.perf_counter()
         try:
@@ -556,7 +546,7 @@ class Studio:
         except (FantasyWorldError, OSError) as exc:
             yield status_html(f"Export failed: {exc}", "error"), keep, keep, keep
             return
-        self.last_timing.export_s = time.perf_counter() - t1
+        s.timing.export_s = time.perf_counter() - t1
         self.janitor.handed_out(s, [run / "bundle" / "video.mp4", run / "bundle" / "depth.mp4", *files])
         bundle = run / "bundle"
         took = f" in {world.timings['total']:.1f} s" if "total" in world.timings else ""

@@ -18,7 +18,7 @@ from app.limits import META_MAX_BYTES, WorldLimits, world_limits
 from fantasy_world.errors import FantasyWorldError, GeometryFormatError
 from fantasy_world.geometry import load_bundle
 from fantasy_world.geometry.world_data import WorldData
-from fantasy_world.validation import MAX_FRAMES, MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_STEPS
+from fantasy_world.limits import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_STEPS, MAX_VIDEO_FRAMES
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ META_NUMBERS = {
     "seed": (0, 2**63 - 1),
     "steps": (1, MAX_STEPS),
     "guidance": (0.0, MAX_GUIDANCE),
-    "frames": (1, MAX_FRAMES),
+    "frames": (1, MAX_VIDEO_FRAMES),
     "height": (1, 8192),
     "width": (1, 8192),
 }

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from fantasy_world.errors import FantasyWorldError
+from fantasy_world.limits import MAX_GUIDANCE, MAX_STEPS, MAX_VIDEO_FRAMES
 from fantasy_world.model_folder import (
     CONFIG_FILE,
     OFFICIAL_I2V_DEFAULTS,
@@ -24,7 +25,7 @@ from fantasy_world.model_folder import (
     read_folder_config,
 )
 from fantasy_world.utils.dataclass_io import config_from_dict
-from fantasy_world.validation import MAX_FRAMES, MAX_GUIDANCE, MAX_STEPS, SizeLimits
+from fantasy_world.validation import SizeLimits
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class ModelInfo:
 
 def _limits(defaults: GenerationDefaults) -> SizeLimits:
     cap = defaults.max_pixels_cuda if device_kind() == "cuda" else defaults.max_pixels_cpu
-    return SizeLimits(max_pixels=int(cap), max_frames=MAX_FRAMES)
+    return SizeLimits(max_pixels=int(cap), max_frames=MAX_VIDEO_FRAMES)
 
 
 def model_info(choice: str) -> ModelInfo:

@@ -50,6 +50,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @dataclass
+class Timing:
+    """Measured for the benchmark: end of generation → first point cloud drawn (and bundle export)."""
+
+    to_first_cloud_s: float = 0.0
+    export_s: float = 0.0
+
+
+@dataclass
 class Session:
     """Everything one visitor owns: the viser server, the path editor, the viewer, files, cancel flag."""
 
@@ -72,6 +80,7 @@ class Session:
     visitor: str | None = None  # the visitor secret it was opened with
     viewer_connected: bool = False  # set by the proxy once a browser's 3-D view connected
     viewer_key: str = ""  # the secret the proxy presents to this session's viser server
+    timing: Timing = field(default_factory=Timing)  # this tab's last result (concurrent tabs don't share it)
 
     def touch(self) -> None:
         self.last_seen = time.time()

@@ -23,7 +23,6 @@ DEFAULT_PRESET = "orbit"
 # Generate requests let through at once; studio.gpu runs them one by one and shows each its position.
 GENERATE_CONCURRENCY = 4
 PATH_POLL_S = 1.0  # how often the page re-reads the path summary (edits in the 3-D view)
-CACHE_TTL_S = 3600  # Gradio's copies of uploads and downloads are deleted after this long
 
 CSS = """
 .fw-status { padding: 6px 10px; border-radius: 6px; background: var(--block-background-fill); min-height: 1.6em; }

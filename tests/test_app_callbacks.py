@@ -106,7 +106,7 @@ def test_reopen_npz_and_zip_bundle_without_model(studio, tmp_path):
         assert any(n.startswith("bundle_") and n.endswith(".zip") for n in names), names
         s = studio.registry.get("a")
         assert s.viewer.world is not None and len(s.viewer._frames) == 5
-        assert studio.last_timing.to_first_cloud_s < 1.0
+        assert s.timing.to_first_cloud_s < 1.0
 
 
 def test_reopen_rejects_other_files(studio, tmp_path):

@@ -69,15 +69,6 @@ def scene_colours(scene: Scene) -> list[str]:
     return [obj.colour for obj in scene.objects]
 
 
-def adherence(frames: list[np.ndarray], scene: Scene, cfg: RegionConfig = RegionConfig()) -> tuple[int, int]:
-    """(objects whose colour is found in ``frames``, objects in ``scene``)."""
-    seen: set[str] = set()
-    for frame in frames:
-        seen |= colour_regions(frame, cfg)
-    wanted = scene_colours(scene)
-    return sum(c in seen for c in wanted), len(wanted)
-
-
 def found_colours(frames: list[np.ndarray], cfg: RegionConfig = RegionConfig()) -> set[str]:
     """All confirmed region colours over ``frames`` (to score one video against several scenes)."""
     seen: set[str] = set()

@@ -214,7 +214,7 @@ def _official_i2v_14b() -> FantasyWorldConfig:
 
 
 def _official_fun_a14b() -> FantasyWorldConfig:
-    """One expert of FantasyWorld-Wan2.2-Fun-A14B-Control-Camera (§5): the Wan2.1 model's geometry branch,
+    """One expert of FantasyWorld-Wan2.2-Fun-A14B-Control-Camera: the Wan2.1 model's geometry branch,
     bridge, IRG coupling, bicross and heads on a Wan2.2-Fun-A14B expert (no CLIP, 36 input channels), the
     camera through the control adapter instead of cross-attention adapters. Both experts share this
     config; which expert runs when is :mod:`fantasy_world.models.fantasy.experts`."""

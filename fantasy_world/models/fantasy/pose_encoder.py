@@ -1,4 +1,4 @@
-"""Camera pose encoder (official ``camera_condition.pose_encoder``, Wan2.1 build, §1.8).
+"""Camera pose encoder (official ``camera_condition.pose_encoder``, Wan2.1 build).
 
 Per-frame Plücker ray maps for *every video frame* are turned into one feature per video token, on the
 same (latent frame, row, column) grid as the DiT tokens: PixelUnshuffle to the latent resolution, two
