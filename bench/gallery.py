@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CASES: tuple[tuple[str, str, str], ...] = (
     ("orbit", "a red ball beside a tall blue box on a green meadow under a clear blue sky", "orbit"),
-    ("dolly", "a yellow cone in front of a purple cylinder in a stone courtyard at dusk", "dolly-in"),
-    ("truck", "two white boxes and an orange ball on desert sand on a sunny day", "truck-left"),
+    ("dolly", "a yellow cone in front of a purple cylinder in a stone courtyard at dusk", "dolly_in"),
+    ("truck", "two white boxes and an orange ball on desert sand on a sunny day", "truck_left"),
     ("arc", "a green torus on top of a red box in a room with white walls", "arc"),
 )
 
