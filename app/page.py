@@ -154,14 +154,14 @@ class Page:
 
     def path_tick(self, shown: object, request: gr.Request | None = None) -> tuple[Any, Any]:
         """Poll: when the path changed (here or in the 3-D view), show the viewer's own summary."""
-        s = self.studio.registry.get(self.studio_key(request))
+        try:
+            key = self.studio.identity(request)[0]  # the same key the studio opened the session under
+        except FantasyWorldError:
+            return gr.update(), shown
+        s = self.studio.registry.get(key)
         if s is None:
             return gr.update(), shown
         version = s.editor.version
         if shown == version:
             return gr.update(), shown
         return summary_html(path_summary(s.editor.path)), version
-
-    @staticmethod
-    def studio_key(request: gr.Request | None) -> str:
-        return (request.session_hash if request is not None else None) or "local"

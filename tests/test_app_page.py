@@ -100,18 +100,18 @@ def test_loaded_path_sets_frames_and_says_so(studio, tmp_path):
     file81 = save_camera_file(
         CameraPath.preset("arc", num_frames=81).sample(81), tmp_path / "long.txt", "re10k"
     )
-    status, frames = page.on_path_upload(str(file81), "tiny", request=req())
+    status, frames, _box = page.on_path_upload(str(file81), "tiny", request=req())
     assert frames["value"] == 81 and "Frames set to 81" in status and "81 frames" in status
     assert studio.registry.get("a").editor.path.settings.num_frames == 81
     file30 = save_camera_file(
         CameraPath.preset("arc", num_frames=30).sample(30), tmp_path / "odd.txt", "re10k"
     )
-    status, frames = page.on_path_upload(str(file30), "tiny", request=req())
+    status, frames, _box = page.on_path_upload(str(file30), "tiny", request=req())
     assert frames["value"] == 29 and "fw-warn" in status and "resampled to 29" in status
     assert studio.registry.get("a").editor.path.settings.num_frames == 29
     bad = tmp_path / "bad.json"
     bad.write_text("{")
-    status, frames = page.on_path_upload(str(bad), "tiny", request=req())
+    status, frames, _box = page.on_path_upload(str(bad), "tiny", request=req())
     assert "fw-error" in status and frames == {"__type__": "update"}
 
 

@@ -247,11 +247,11 @@ def test_camera_file_of_the_wrong_type_is_refused_and_cleared(served, fn_index, 
     call(page, fn_index["on_load"], [], "cam-tab")
     bad = tmp_path / "notes.exe"
     bad.write_bytes(b"MZ")
-    status, out = call(page, fn_index["camera_file"], [file_data(upload(page, bad))], "cam-tab")
-    assert status == 200 and "notes.exe" in out[0] and ".json" in out[0] and out[1].get("value", 0) is None
+    status, out = call(page, fn_index["camera_file"], [file_data(upload(page, bad)), "tiny"], "cam-tab")
+    assert status == 200 and "notes.exe" in out[0] and ".json" in out[0] and out[2].get("value", 0) is None
     broken = tmp_path / "broken.json"
     broken.write_text('{"keyframes": 3}')
-    status, out = call(page, fn_index["camera_file"], [file_data(upload(page, broken))], "cam-tab")
+    status, out = call(page, fn_index["camera_file"], [file_data(upload(page, broken)), "tiny"], "cam-tab")
     assert "Camera file rejected" in out[0] and "/tmp" not in json.dumps(out)
 
 

@@ -224,7 +224,7 @@ def test_presets() -> None:
     tiny = wan_dit_config("tiny")
     assert (tiny.dim, tiny.ffn_dim, tiny.num_heads, tiny.num_layers, tiny.text_dim, tiny.text_len) == (
         256,
-        768,
+        512,
         4,
         8,
         384,

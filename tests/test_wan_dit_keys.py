@@ -167,7 +167,7 @@ def test_loader_round_trip_sharded_folder(tmp_path: Path) -> None:
     with torch.no_grad():
         want = src(x, t, ctx)
         # Same weights; only kernel choice (alignment of the loaded buffers) may differ in the last bits.
-        torch.testing.assert_close(loaded(x, t, ctx), want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(loaded(x, t, ctx), want, rtol=1e-5, atol=1e-5)
     assert want.abs().mean() > 0
 
     half = load_wan_dit(

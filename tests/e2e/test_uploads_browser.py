@@ -6,6 +6,7 @@ with Gradio's raw preprocess error naming a server temp path.
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -15,12 +16,43 @@ from test_studio_browser import WAIT_MS, open_studio, pick, wait_until
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def i2v_server(tmp_path):
+    """A studio that also offers an image-to-world model folder: the start-image box exists only for those."""
+    from app.callbacks import Studio
+    from app.server import BackgroundServer, create_app
+    from app.sessions import SessionRegistry
+    from fantasy_world.model_folder import CONFIG_FILE, FOLDER_FORMAT, FOLDER_VERSION
+
+    folder = tmp_path / "my-i2v-model"
+    folder.mkdir()
+    meta = {
+        "format": FOLDER_FORMAT,
+        "version": FOLDER_VERSION,
+        "name": "my-i2v",
+        "model": {"dit": {"image_input": True}},
+        "vae": {},
+        "defaults": {"frames": 17, "height": 64, "width": 96, "steps": 4, "guidance": 3.0},
+    }
+    (folder / CONFIG_FILE).write_text(json.dumps(meta))
+    studio = Studio(SessionRegistry(tmp_path / "sessions"), models=["tiny", str(folder)])
+    app, studio = create_app(studio)
+    server = BackgroundServer(app).start()
+    try:
+        yield server, studio
+    finally:
+        server.stop()
+
+
 def test_corrupt_start_image_is_named_cleared_and_the_page_keeps_working(
-    browser, studio_server, shots, tmp_path
+    browser, i2v_server, shots, tmp_path
 ):
-    server, studio = studio_server
+    server, studio = i2v_server
     context, page, session = open_studio(browser, server.url, studio)
     try:
+        page.locator("#fw-model input").click()
+        page.get_by_role("option", name=re.compile("my-i2v-model")).click()
+        page.locator("#fw-image").wait_for(state="visible", timeout=WAIT_MS)
         fake = tmp_path / "fake.png"
         fake.write_bytes(np.random.default_rng(0).integers(0, 256, 8192, dtype=np.uint8).tobytes())
         page.locator("#fw-image input[type=file]").set_input_files(str(fake))
