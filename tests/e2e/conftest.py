@@ -49,6 +49,26 @@ def shots() -> Path:
     return SHOTS
 
 
+def i2v_model_folder(tmp_path: Path, frames: int) -> Path:
+    """A config-only image-to-world model folder: enough for the picker, the image box and its defaults."""
+    import json
+
+    from fantasy_world.model_folder import CONFIG_FILE, FOLDER_FORMAT, FOLDER_VERSION
+
+    folder = tmp_path / "my-i2v-model"
+    folder.mkdir()
+    meta = {
+        "format": FOLDER_FORMAT,
+        "version": FOLDER_VERSION,
+        "name": "my-i2v",
+        "model": {"dit": {"image_input": True}},
+        "vae": {},
+        "defaults": {"frames": frames, "height": 64, "width": 96, "steps": 4, "guidance": 3.0},
+    }
+    (folder / CONFIG_FILE).write_text(json.dumps(meta))
+    return folder
+
+
 def png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
 

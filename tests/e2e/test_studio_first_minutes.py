@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import i2v_model_folder
 
 from app.models import model_info
 from app.page import summary_html  # noqa: F401  (the page's summary format, imported to fail loudly if renamed)
@@ -310,19 +311,8 @@ def test_image_box_only_for_image_to_world_models(browser, shots, tmp_path):
     from app.callbacks import Studio
     from app.server import BackgroundServer, create_app
     from app.sessions import SessionRegistry
-    from fantasy_world.model_folder import CONFIG_FILE, FOLDER_FORMAT, FOLDER_VERSION
 
-    folder = tmp_path / "my-i2v-model"
-    folder.mkdir()
-    meta = {
-        "format": FOLDER_FORMAT,
-        "version": FOLDER_VERSION,
-        "name": "my-i2v",
-        "model": {"dit": {"image_input": True}},
-        "vae": {},
-        "defaults": {"frames": 33, "height": 64, "width": 96, "steps": 4, "guidance": 3.0},
-    }
-    (folder / CONFIG_FILE).write_text(json.dumps(meta))
+    folder = i2v_model_folder(tmp_path, frames=33)
     studio = Studio(SessionRegistry(tmp_path / "sessions"), models=["tiny", str(folder)])
     app, studio = create_app(studio)
     server = BackgroundServer(app).start()

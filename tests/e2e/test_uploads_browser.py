@@ -6,11 +6,11 @@ with Gradio's raw preprocess error naming a server temp path.
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
 import pytest
+from conftest import i2v_model_folder
 from test_studio_browser import WAIT_MS, open_studio, pick, wait_until
 
 pytestmark = pytest.mark.slow
@@ -22,19 +22,8 @@ def i2v_server(tmp_path):
     from app.callbacks import Studio
     from app.server import BackgroundServer, create_app
     from app.sessions import SessionRegistry
-    from fantasy_world.model_folder import CONFIG_FILE, FOLDER_FORMAT, FOLDER_VERSION
 
-    folder = tmp_path / "my-i2v-model"
-    folder.mkdir()
-    meta = {
-        "format": FOLDER_FORMAT,
-        "version": FOLDER_VERSION,
-        "name": "my-i2v",
-        "model": {"dit": {"image_input": True}},
-        "vae": {},
-        "defaults": {"frames": 17, "height": 64, "width": 96, "steps": 4, "guidance": 3.0},
-    }
-    (folder / CONFIG_FILE).write_text(json.dumps(meta))
+    folder = i2v_model_folder(tmp_path, frames=17)
     studio = Studio(SessionRegistry(tmp_path / "sessions"), models=["tiny", str(folder)])
     app, studio = create_app(studio)
     server = BackgroundServer(app).start()
