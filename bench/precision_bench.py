@@ -60,21 +60,44 @@ OFFICIAL_BF16 = {
 }
 
 
-VARIANTS = ("before", "heads-only", "fp32-heads", "on")
+VARIANTS = ("before", "official", "heads-only", "fp32-heads", "on")
 
 
 @contextlib.contextmanager
-def variant(name: str):
+def variant(name: str, model: FantasyWorldModel | None = None):
     """``before``: the code before issue 18 (plain bf16 heads and pose encoder, bf16 geometry stream);
-    ``heads-only``: the heads/pose-encoder policy with the bf16 geometry stream; ``on``: this code (policy
-    and fp32 geometry stream); ``fp32-heads``: as ``on`` with the heads and pose encoder wholly fp32."""
-    policy = {"before": "plain", "heads-only": "on", "on": "on", "fp32-heads": "fp32"}[name]
-    GeometryBlock.fp32_stream = name not in ("before", "heads-only")
+    ``official``: the official code's policy (as ``before``, with the heads and the pose encoder under
+    CUDA autocast; needs ``model``); ``heads-only``: the heads/pose-encoder policy with the bf16 geometry
+    stream; ``on``: this code (policy and fp32 geometry stream); ``fp32-heads``: as ``on`` with the heads
+    and pose encoder wholly fp32."""
+    policy = {"before": "plain", "official": "plain", "heads-only": "on", "on": "on", "fp32-heads": "fp32"}[
+        name
+    ]
+    GeometryBlock.fp32_stream = name not in ("before", "official", "heads-only")
+    patched: dict[str, object] = {}
+    if name == "official" and model is not None:
+        for attr in ("decode_geometry", "encode_camera"):
+            inner = getattr(model, attr)
+            patched[attr] = model.__dict__.get(attr)
+            setattr(model, attr, _under_autocast(inner, next(model.parameters()).device.type))
     try:
         with precision_policy(policy):
             yield
     finally:
         GeometryBlock.fp32_stream = True
+        for attr, old in patched.items():
+            if old is None:
+                delattr(model, attr)
+            else:
+                setattr(model, attr, old)
+
+
+def _under_autocast(fn, device_type: str):
+    def wrapped(*args, **kwargs):
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            return fn(*args, **kwargs)
+
+    return wrapped
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -197,8 +220,10 @@ def end_to_end(model, inputs, args, device, rows, keep: dict) -> tuple[tuple, li
     default_tf32()  # the bf16 variants run as the pipeline runs them (their fp32 convolutions may use TF32)
     capture = Capture(model)
     for policy in VARIANTS:  # "on" last: its intermediates feed section 2
+        if policy == "official" and device.type != "cuda" and not args.cpu_autocast:
+            continue  # CPU autocast keeps norms in bf16: not the official CUDA policy
         for t in args.timesteps:
-            with variant(policy):
+            with variant(policy, model):
                 out, s = sync_time(device, lambda t=t: run_model(model, inputs, t, torch.bfloat16))
             ref = {k: v.to(device) for k, v in refs[t].items()}
             rows += e2e_rows(out, ref, "fp32, bf16-rounded weights", policy, t)
