@@ -28,7 +28,7 @@ from app.headless import CHROMIUM_ARGS, chromium_path  # noqa: E402
 from app.scene_data import ViewOptions  # noqa: E402
 from app.server import BackgroundServer, create_app  # noqa: E402
 from app.viewer import MODES  # noqa: E402
-from fantasy_world.geometry import synthetic_world  # noqa: E402
+from bench.harness.synthetic_world import synthetic_world  # noqa: E402
 
 log = logging.getLogger("app_bench")
 

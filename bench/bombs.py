@@ -131,8 +131,9 @@ def probe(kind: str, path: Path) -> dict:
     from app.exports import open_upload
     from app.limits import world_limits
     from app.uploads import CheckedImage, UploadRejected
+    from bench.harness.synthetic_world import synthetic_world
     from fantasy_world.errors import FantasyWorldError
-    from fantasy_world.geometry import synthetic_world, write_bundle
+    from fantasy_world.geometry import write_bundle
 
     scratch = Path(tempfile.mkdtemp(prefix="fw-bomb-"))
     box = CheckedImage(type="filepath")

@@ -17,8 +17,9 @@ from gradio.data_classes import ImageData
 from app.exports import open_upload
 from app.limits import IMAGE_MAX_PIXELS, world_limits
 from app.uploads import CheckedImage, UploadRejected
+from bench.harness.synthetic_world import synthetic_world
 from fantasy_world.errors import GeometryFormatError
-from fantasy_world.geometry import synthetic_world, write_bundle
+from fantasy_world.geometry import write_bundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import bombs  # noqa: E402

@@ -11,8 +11,9 @@ import pytest
 
 from app.callbacks import EXPORT_FORMATS, MAX_PRESET_PARAMS, Studio
 from app.sessions import SessionRegistry
+from bench.harness.synthetic_world import synthetic_world
 from fantasy_world.camera import PRESETS, CameraPath, read_camera_bytes
-from fantasy_world.geometry import synthetic_world, write_bundle
+from fantasy_world.geometry import write_bundle
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "cameras"
 

@@ -19,8 +19,8 @@ from app.callbacks import Studio
 from app.gpu_queue import PipelineCache
 from app.server import BackgroundServer, create_app
 from app.sessions import SessionRegistry
+from bench.harness.synthetic_world import synthetic_world
 from fantasy_world.errors import GenerationCancelled
-from fantasy_world.geometry import synthetic_world
 from fantasy_world.pipeline import StepInfo
 
 STEP_S = 0.25

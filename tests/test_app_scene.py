@@ -17,7 +17,7 @@ from app.scene_data import (
 )
 from app.sessions import free_port
 from app.viewer import MODES, WorldViewer
-from fantasy_world.geometry import synthetic_world
+from bench.harness.synthetic_world import synthetic_world
 
 
 @pytest.fixture()

@@ -16,8 +16,8 @@ import pytest
 from app.framing import frame_scene, ground_plane
 from app.sessions import SessionRegistry
 from app.stage import GRID, apply_framing, draw_ground
+from bench.harness.synthetic_world import synthetic_world
 from fantasy_world.camera import CameraPath
-from fantasy_world.geometry import synthetic_world
 
 ROUNDS = 60
 

@@ -21,7 +21,8 @@ from app.files import gradio_upload_root
 from app.server import BackgroundServer, create_app
 from app.sessions import SessionRegistry
 from app.visitors import COOKIE
-from fantasy_world.geometry import synthetic_world, write_bundle
+from bench.harness.synthetic_world import synthetic_world
+from fantasy_world.geometry import write_bundle
 
 MAX_PER_ADDRESS = 3
 

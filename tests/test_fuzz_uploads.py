@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from app.exports import open_upload
+from bench.harness.synthetic_world import synthetic_world
 from fantasy_world.errors import FantasyWorldError
-from fantasy_world.geometry import synthetic_world, write_bundle
+from fantasy_world.geometry import write_bundle
 from fantasy_world.validation import check_image_file
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import trimesh
 
+from bench.harness.synthetic_world import synthetic_world
 from fantasy_world.errors import GeometryFormatError, InputError
 from fantasy_world.geometry.bundle import load_bundle, write_bundle
 from fantasy_world.geometry.colmap import colmap_to_arrays, read_colmap_text
 from fantasy_world.geometry.nerfstudio import read_transforms
 from fantasy_world.geometry.ply import read_ply
-from fantasy_world.geometry.synthetic import synthetic_world
 from fantasy_world.geometry.video import read_video
 from fantasy_world.geometry.world_data import WorldData
 

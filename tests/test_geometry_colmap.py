@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.harness.synthetic_world import synthetic_world
 from fantasy_world.errors import GeometryFormatError
 from fantasy_world.geometry.colmap import (
     colmap_to_arrays,
@@ -23,7 +24,6 @@ from fantasy_world.geometry.colmap import (
 )
 from fantasy_world.geometry.images import frame_names
 from fantasy_world.geometry.pointcloud import PointFilter, world_point_cloud
-from fantasy_world.geometry.synthetic import synthetic_world
 from fantasy_world.geometry.unproject import project_points
 
 

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.harness.synthetic_world import CARD_Z, WALL_Z, synthetic_world
 from fantasy_world.errors import InputError
 from fantasy_world.geometry.filtering import (
     cap_indices,
@@ -17,7 +18,6 @@ from fantasy_world.geometry.filtering import (
     valid_depth_mask,
 )
 from fantasy_world.geometry.pointcloud import PointFilter, build_point_cloud, world_point_cloud
-from fantasy_world.geometry.synthetic import CARD_Z, WALL_Z, synthetic_world
 
 
 @pytest.mark.parametrize("percentile", [0.0, 10.0, 50.0, 70.0, 99.0, 100.0])

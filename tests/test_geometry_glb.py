@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from bench.harness.synthetic_world import synthetic_world
 from fantasy_world.geometry.glb import _FRUSTUM_EDGES, GLTF_FROM_WORLD, frustum_vertices, write_glb
 from fantasy_world.geometry.pointcloud import PointFilter, world_point_cloud
-from fantasy_world.geometry.synthetic import synthetic_world
 
 
 def test_glb_has_points_and_frustums(tmp_path: Path) -> None:

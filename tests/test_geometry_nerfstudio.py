@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.harness.synthetic_world import synthetic_world
 from fantasy_world.errors import GeometryFormatError
 from fantasy_world.geometry.images import frame_names, write_frames
 from fantasy_world.geometry.nerfstudio import read_transforms, write_transforms
-from fantasy_world.geometry.synthetic import synthetic_world
 
 
 def test_frames_match_images_and_opengl_flip(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.harness.synthetic_world import synthetic_world
 from fantasy_world.errors import GeometryFormatError
 from fantasy_world.geometry.npz import NPZ_KEYS, load_world_npz, save_world_npz
-from fantasy_world.geometry.synthetic import synthetic_world
 from fantasy_world.geometry.world_data import WorldData
 
 _FIELDS = {k: k for k in NPZ_KEYS} | {"intrinsic": "intrinsics"}

@@ -17,9 +17,10 @@ from app.exports import bundle_zip_name
 from app.files import MAX_BUNDLE_BYTES, MAX_CAMERA_BYTES, checked_upload, safe_name
 from app.gpu_queue import GpuQueue, QueueFull
 from app.sessions import SessionRegistry
+from bench.harness.synthetic_world import synthetic_world
 from fantasy_world.checkpoints.io import read_state_dict
 from fantasy_world.errors import CheckpointError, InputError
-from fantasy_world.geometry import synthetic_world, write_bundle
+from fantasy_world.geometry import write_bundle
 from fantasy_world.validation import MAX_IMAGE_BYTES
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "cameras"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from bench.harness.seed_captions import caption_of_seed
 from fantasy_world.errors import InputError
 from fantasy_world.models.wan.minilm import bundled_minilm_dir
 from fantasy_world.training.text_pack import check_vocabulary, install_minilm_package, pack_error, pack_minilm
-from fantasy_world.training.vocabulary import caption_of_seed
 
 CAPTIONS = [caption_of_seed(s) for s in range(6)] + ["a scene", ""]
 

@@ -18,7 +18,6 @@ from fantasy_world.geometry.nerfstudio import read_transforms, write_transforms
 from fantasy_world.geometry.npz import NPZ_KEYS, load_world_npz, save_world_npz
 from fantasy_world.geometry.ply import read_ply, write_ply
 from fantasy_world.geometry.pointcloud import PointCloud, PointFilter, build_point_cloud, world_point_cloud
-from fantasy_world.geometry.synthetic import synthetic_world
 from fantasy_world.geometry.unproject import (
     camera_to_world,
     depth_to_camera_points,
@@ -55,7 +54,6 @@ __all__ = [
     "read_video",
     "save_world_npz",
     "stride_mask",
-    "synthetic_world",
     "valid_depth_mask",
     "world_point_cloud",
     "write_bundle",
