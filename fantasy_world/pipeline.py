@@ -256,9 +256,10 @@ class FantasyWorldPipeline:
         self._warm.clear()
 
     def offload_encoders(self) -> None:
-        """Text and image encoders live in (pinned) host memory and visit the card only when used."""
+        """Text and image encoders live in (pinned) host memory and visit the card only when used; the
+        text encoder's layers stream through one at a time (``fantasy_world.accel.encoders``)."""
         if self._text_home is None:
-            self._text_home = HostResident(self.text_encoder, self.device)
+            self._text_home = HostResident(self.text_encoder, self.device, stream_blocks=True)
         if self.image_encoder is not None and self._image_home is None:
             self._image_home = HostResident(self.image_encoder, self.device)
         _release_memory(self.device)

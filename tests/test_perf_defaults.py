@@ -151,6 +151,46 @@ def test_host_resident_moves_weights_only_while_used():
     assert home.loads == 2 and home.copies == 4
 
 
+class StubTextEncoder(nn.Module):
+    """An embedding and three blocks, like umT5's layout (``blocks``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(4, 8)
+        self.blocks = nn.ModuleList(nn.Linear(8, 8) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def test_streamed_text_encoder_blocks_visit_one_at_a_time_and_results_unchanged():
+    torch.manual_seed(0)
+    enc = StubTextEncoder().eval()
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        ref = enc(x)
+    home = HostResident(enc, "cpu", stream_blocks=True)
+    host = [b.weight.data_ptr() for b in enc.blocks]
+    seen: list[list[bool]] = []
+    for b in enc.blocks:  # registered after the swap's hooks, so they see the block loaded
+        b.register_forward_pre_hook(
+            lambda m, a: seen.append([blk.weight.data_ptr() != p for blk, p in zip(enc.blocks, host)])
+        )
+    assert home.swap is not None and len(home._tensors) == 2  # embed weight and bias visit whole
+    with torch.no_grad(), home.on_device():
+        out = enc(x)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    assert len(seen) == 3
+    for i, row in enumerate(seen):  # block i holds a device copy as it runs; at most the next one too
+        assert row[i] and sum(row) <= 2, seen
+    assert [b.weight.data_ptr() for b in enc.blocks] == host and not home.swap._gpu
+    home.restore()
+    assert home.swap is None
+
+
 def test_offloaded_text_encoder_visits_once_per_new_prompt_and_results_unchanged(loaded):
     resident = fresh(loaded)
     kept = resident("a green cone", camera="orbit", seed=2, **SMALL)

@@ -9,6 +9,11 @@ device, so the copy to the card is a fast DMA) and points the module at device c
 ``with resident.on_device():``. Leaving the block drops the device copies (the frozen weights never
 change, so nothing is copied back); the caching allocator reuses their memory in stream order, after
 the kernels that read them. Nested blocks load once.
+
+With ``stream_blocks=True`` (the text encoder) a module's ``blocks`` are not loaded all at once: each
+block is copied to the card just before it runs and dropped after it (``BlockSwap``, one block
+prefetched), so a visit adds one or two umT5 layers (0.5 GB each) to the card, not 11 GB, while the
+14B DiT stays resident. The embedding table and the other small parts visit whole.
 """
 
 from __future__ import annotations
@@ -20,18 +25,27 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from fantasy_world.accel.offload import BlockSwap, SwapUnit
+
 log = logging.getLogger(__name__)
 
 
 class HostResident:
     """Keeps ``module``'s weights on the host; ``on_device()`` brings them to ``device`` for a block."""
 
-    def __init__(self, module: nn.Module, device: torch.device | str) -> None:
+    def __init__(self, module: nn.Module, device: torch.device | str, stream_blocks: bool = False) -> None:
         self.module = module
         self.device = torch.device(device)
         self.loads = 0  # how many times the weights went to the device (tests, logs)
         self._depth = 0
-        self._tensors: list[torch.Tensor] = [*module.parameters(), *module.buffers()]
+        self.swap: BlockSwap | None = None
+        blocks = getattr(module, "blocks", None) if stream_blocks else None
+        if isinstance(blocks, nn.ModuleList) and len(blocks):
+            self.swap = BlockSwap([SwapUnit(b, [b]) for b in blocks], self.device, prefetch=1)
+        streamed = set() if self.swap is None else {id(p) for s in self.swap._slots for p in s.params}
+        self._tensors: list[torch.Tensor] = [
+            t for t in (*module.parameters(), *module.buffers()) if id(t) not in streamed
+        ]
         pin = self.device.type == "cuda"
         self._host: list[torch.Tensor] = []
         with torch.no_grad():
@@ -46,6 +60,8 @@ class HostResident:
                 self._host.append(host)
                 t.data = host
         self.host_bytes = sum(h.numel() * h.element_size() for h in self._host)
+        if self.swap is not None:
+            self.host_bytes += self.swap.host_bytes
 
     @property
     def on_card(self) -> bool:
@@ -68,12 +84,18 @@ class HostResident:
                 with torch.no_grad():
                     for t, host in zip(self._tensors, self._host):
                         t.data = host
+                if self.swap is not None:  # drop the block prefetched for a next run
+                    self.swap._gpu.clear()
+                    self.swap._ready.clear()
 
     def _to_device(self, host: torch.Tensor) -> torch.Tensor:
         return host.to(self.device, non_blocking=True)
 
     def restore(self) -> None:
         """Put the weights back on the device for good (``keep_encoders`` switched back on)."""
+        if self.swap is not None:
+            self.swap.remove(self.device)
+            self.swap = None
         with torch.no_grad():
             for t, host in zip(self._tensors, self._host):
                 t.data = self._to_device(host)
