@@ -38,6 +38,16 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument(
         "--results-md", default=None, help="also write the table into this RESULTS.md's GPU section"
     )
+    p.add_argument(
+        "--wheels",
+        default=None,
+        help="bare GPU node: install these carried wheels first (folder of .whl, e.g. .train_state/whl)",
+    )
+    p.add_argument(
+        "--text-pack",
+        default=None,
+        help="bare GPU node: rebuild the tiny model's MiniLM text encoder from this pack (.train_state/minilm_pack)",
+    )
     return p
 
 
@@ -94,6 +104,10 @@ def run_bench(args: argparse.Namespace) -> int:
     from bench.harness.suite import run_suite
 
     opts = _options(args)
+    if getattr(args, "wheels", None) or getattr(args, "text_pack", None):
+        from bench.train_device_env import prepare_node
+
+        prepare_node(args.text_pack, args.wheels)
     if opts.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device here; use --device cpu --small for a smoke test")
     rec = run_suite(opts)
