@@ -116,9 +116,32 @@ def l4l13(ctx: Context) -> None:
     def d() -> torch.Tensor:
         return diffusers_forward(ref, inp["x"], inp["t"], inp["context"])
 
-    _four_way(ctx, sec, label, ours, o, ref, d, flops)
+    _four_way(ctx, sec, label, ours, o, ref, d, flops, before=_unfused_eager_row)
     ours = ref = None
     free_cuda()
+
+
+def _unfused_eager_row(
+    ctx: Context, sec: str, label: str, o: Callable[[], torch.Tensor], flops: float
+) -> None:
+    """Ours eager with the old separate float32 element-wise passes (``dit._fused`` off): the eager gain."""
+    import fantasy_world.models.wan.dit as dit
+
+    name = f"{label}, ours eager, unfused element-wise (before issue 12)"
+    real = dit._fused
+    dit._fused = lambda layer: False
+    try:
+        timed(ctx, sec, name, o, flops)
+    finally:
+        dit._fused = real
+    _ratio_row(
+        ctx,
+        sec,
+        f"{label}: speed-up of the fused eager element-wise steps",
+        name,
+        f"{label}, ours eager",
+        "predicted ~1.1x",
+    )
 
 
 def _four_way(
@@ -131,12 +154,15 @@ def _four_way(
     d: Callable[[], torch.Tensor],
     flops: float,
     compile_ours: bool = True,
+    before: Callable[..., None] | None = None,
 ) -> None:
     """Ours and diffusers eager, then both compiled block by block; times, ratios and errors as rows."""
     names = {
         k: f"{label}, {k}" for k in ("ours eager", "diffusers eager", "ours compiled", "diffusers compiled")
     }
     r_oe = timed(ctx, sec, names["ours eager"], o, flops)
+    if before is not None:
+        before(ctx, sec, label, o, flops)
     r_de = timed(ctx, sec, names["diffusers eager"], d, flops)
     if r_oe is not None and r_de is not None:
         ctx.rec.add(
@@ -198,7 +224,7 @@ def l4l14(ctx: Context) -> None:
     fw = "FantasyWorld-14B conditional forward"
     r_fe = timed(ctx, sec, f"{fw}, ours eager", cond, f_fw)
     # compile_blocks(model) compiles the DiT blocks too: the plain forward below runs them compiled
-    _four_way(ctx, sec, label, model, plain, ref, d, f_plain)
+    _four_way(ctx, sec, label, model, plain, ref, d, f_plain, before=_unfused_eager_row)
     if compiled_blocks(model) and _first_call(ctx, sec, fw, cond):
         r_fc = timed(ctx, sec, f"{fw}, ours compiled", cond, f_fw)
         if r_fc is not None and r_fe is not None:
