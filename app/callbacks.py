@@ -508,6 +508,16 @@ class Studio:
         yield status_html(f"Denoising step 0/{total}", step=0, total=total), keep, keep, keep
         while True:
             kind, value = events.get()
+            if kind == "step" and value.phase != "denoising":  # e.g. "compiling (once)" before step 1
+                if progress is not None:
+                    progress(0.0, desc=value.message or value.phase)
+                note = value.message or value.phase
+                if value.phase == "compiling":
+                    note = (
+                        f"{note[:1].upper()}{note[1:]}: the first generation at this size compiles the model"
+                    )
+                yield status_html(self._said(s, note), step=0, total=value.total), keep, keep, keep
+                continue
             if kind == "step":
                 if progress is not None:
                     progress(value.step / value.total, desc=f"step {value.step}/{value.total}")

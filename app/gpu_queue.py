@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -33,11 +34,29 @@ except ImportError:
         return fn
 
 
+ENV_NO_COMPILE = "FANTASY_WORLD_NO_COMPILE"  # "1": the studio runs eagerly (python app.py --no-compile)
+ENV_KEEP_ENCODERS = "FANTASY_WORLD_KEEP_ENCODERS"  # "1": encoders stay on the GPU (--keep-encoders)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_pipeline(name: str) -> FantasyWorldPipeline:
+    """The studio's loader: the library's defaults (compiled blocks and encoders off the card on CUDA)
+    unless switched off through the environment (the server's ``--no-compile`` / ``--keep-encoders``)."""
+    return FantasyWorldPipeline.from_pretrained(
+        name,
+        compile=not _env_flag(ENV_NO_COMPILE),
+        keep_encoders=True if _env_flag(ENV_KEEP_ENCODERS) else None,
+    )
+
+
 class PipelineCache:
     """Keeps the most recently used pipeline loaded (one at a time: a 14B model fills a GPU)."""
 
     def __init__(self, loader: Callable[[str], FantasyWorldPipeline] | None = None) -> None:
-        self._loader = loader or FantasyWorldPipeline.from_pretrained
+        self._loader = loader or load_pipeline
         self._lock = threading.Lock()
         self._name: str | None = None
         self._pipe: FantasyWorldPipeline | None = None

@@ -112,7 +112,21 @@ def main(argv: list[str] | None = None) -> None:
         "--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", 7860)))
     )
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--no-compile", action="store_true", help="run the model eagerly (CUDA compiles it by default)"
+    )
+    parser.add_argument(
+        "--keep-encoders",
+        action="store_true",
+        help="keep the text and image encoders on the GPU (by default they leave it once used)",
+    )
     args = parser.parse_args(argv)
+    from app.gpu_queue import ENV_KEEP_ENCODERS, ENV_NO_COMPILE
+
+    if args.no_compile:
+        os.environ[ENV_NO_COMPILE] = "1"
+    if args.keep_encoders:
+        os.environ[ENV_KEEP_ENCODERS] = "1"
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

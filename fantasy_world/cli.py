@@ -26,6 +26,16 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="tiny", help="'tiny' (bundled) or a model folder (default: tiny)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32")
+    p.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="run eagerly (on CUDA the model's blocks are compiled by default; the first run compiles)",
+    )
+    p.add_argument(
+        "--keep-encoders",
+        action="store_true",
+        help="keep the text and image encoders on the GPU (by default they leave it once used)",
+    )
 
 
 def _add_export_args(p: argparse.ArgumentParser) -> None:
@@ -124,17 +134,33 @@ def _check_output_args(args: argparse.Namespace) -> None:
         raise InputError(f"--out {args.out}: exists and is not a folder; expected a folder for the bundle")
 
 
+def _load_pipeline(args: argparse.Namespace):  # noqa: ANN202 - FantasyWorldPipeline (imported lazily)
+    from fantasy_world.pipeline import FantasyWorldPipeline
+
+    return FantasyWorldPipeline.from_pretrained(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        compile=not args.no_compile,
+        keep_encoders=True if args.keep_encoders else None,
+    )
+
+
 def _run_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from fantasy_world.pipeline import FantasyWorldPipeline
-
     _check_output_args(args)
-    pipe = FantasyWorldPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    pipe = _load_pipeline(args)
     bar = tqdm(total=None, desc="denoising", unit="step", file=sys.stderr)
 
     def on_step(info) -> None:  # noqa: ANN001 - StepInfo
         bar.total = info.total
+        if info.phase != "denoising":  # a notice before the steps: "compiling (once)", or eager fallback
+            bar.reset(total=info.total)
+            bar.set_description(info.message or info.phase)
+            return
+        if bar.desc != "denoising":
+            bar.set_description("denoising")
         bar.update(1)
 
     try:
@@ -165,12 +191,11 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 def _run_reconstruct(args: argparse.Namespace) -> int:
     from fantasy_world.geometry.video import read_video
-    from fantasy_world.pipeline import FantasyWorldPipeline
     from fantasy_world.video_input import fit_video
 
     _check_output_args(args)
     video, fps = read_video(args.video)
-    pipe = FantasyWorldPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    pipe = _load_pipeline(args)
     clip = fit_video(video, pipe.loaded.limits(pipe.device), frames=args.frames, source=args.video)
     world = pipe.reconstruct(clip, prompt=args.prompt, fps=fps)
     paths = world.save(args.out, max_points=args.max_points, conf_percentile=args.conf_percentile)

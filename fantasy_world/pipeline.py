@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import hashlib
 import logging
 import threading
 import time
@@ -22,8 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from fantasy_world.accel.compile import compile_blocks, compiled_blocks, uncompile_blocks
+from fantasy_world.accel.encoders import HostResident, on_device
 from fantasy_world.camera import CameraSource, CameraTrajectory, plucker_rays, resolve_camera
-from fantasy_world.errors import GenerationCancelled, InputError, OutOfMemory
+from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputError, OutOfMemory
 from fantasy_world.geometry import WorldData
 from fantasy_world.model_folder import LoadedModel, load_model
 from fantasy_world.readout import PredictedGeometry, read_geometry
@@ -62,11 +65,20 @@ class GeometryPreview(PredictedGeometry):
 class StepInfo:
     """What ``on_step`` receives after every denoising step."""
 
-    step: int  # 1-based index of the finished step
+    step: int  # 1-based index of the finished step (0 for a notice before the first step)
     total: int
     timestep: float
     elapsed_s: float
     preview: GeometryPreview | None = None
+    # "denoising" after a step. Notices before the steps (step 0): "compiling" before the first run of a
+    # compiled model at a size (its first step then takes the compilation time); "eager" when that
+    # compilation failed and the steps restart eagerly.
+    phase: str = "denoising"
+    message: str = ""
+
+
+COMPILING_MESSAGE = "compiling (once)"
+EAGER_FALLBACK_MESSAGE = "compilation failed; running eagerly (restarting the steps)"
 
 
 WorldResult = WorldData  # the pipeline's name for its result; one type from here to the bundle and viewer
@@ -161,7 +173,11 @@ class FantasyWorldPipeline:
         self.device = device
         self.dtype = dtype
         self._prompt_cache: dict[str, torch.Tensor] = {}
+        self._image_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._runner: GuidanceRunner = SequentialGuidance()
+        self._warm: set[tuple] = set()  # sizes the compiled blocks have already run at
+        self._text_home: HostResident | None = None  # set while the encoders live on the host
+        self._image_home: HostResident | None = None
 
     @property
     def guidance_runner(self) -> GuidanceRunner:
@@ -185,14 +201,79 @@ class FantasyWorldPipeline:
         name_or_path: str | Path = "tiny",
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
+        *,
+        compile: bool = True,
+        keep_encoders: bool | None = None,
     ) -> FantasyWorldPipeline:
-        """Load a named config (``tiny``) or a model folder; device/dtype default to CUDA+bf16 or CPU+fp32."""
+        """Load a named config (``tiny``) or a model folder; device/dtype default to CUDA+bf16 or CPU+fp32.
+
+        ``compile`` (CUDA only; ignored on a CPU): regional ``torch.compile`` of the model's repeated
+        blocks; the first run at each size compiles (``StepInfo.phase == "compiling"``), and a failed
+        compilation falls back to eager with a logged warning. ``keep_encoders``: keep the text and image
+        encoders on the card; by default (None) they leave a CUDA card once used and stay put on a CPU.
+        """
         from fantasy_world.utils.runtime import pick_device, pick_dtype
 
         dev = pick_device(device)
         dt = pick_dtype(dev, dtype)
         loaded = load_model(name_or_path, device=dev, dtype=dt)
-        return cls(loaded, dev, dt)
+        pipe = cls(loaded, dev, dt)
+        if not (keep_encoders if keep_encoders is not None else dev.type != "cuda"):
+            pipe.offload_encoders()
+        if compile:
+            pipe.enable_compile()
+        return pipe
+
+    # ------------------------------------------------------------------ speed and memory switches
+    @property
+    def compiled(self) -> bool:
+        """True while the model's repeated blocks are compiled (``enable_compile``)."""
+        return bool(compiled_blocks(self.model))
+
+    def enable_compile(self, **options: Any) -> bool:
+        """Regional ``torch.compile`` of the model's blocks on CUDA; a no-op on a CPU. Returns whether on.
+
+        Block swapping wins over compilation (``fantasy_world.accel.compile``); a model with block
+        swapping attached stays eager, with a logged warning.
+        """
+        if self.device.type != "cuda":
+            log.debug("compile: skipped on %s (CUDA only)", self.device)
+            return False
+        if self.compiled:
+            return True
+        try:
+            n = compile_blocks(self.model, **options)
+        except (InputError, TypeError) as exc:
+            log.warning("compile: staying eager (%s)", exc)
+            return False
+        self._warm.clear()
+        log.info("compile: %d blocks compile on the first run at each size", n)
+        return True
+
+    def disable_compile(self) -> None:
+        """Run the blocks eagerly again."""
+        uncompile_blocks(self.model)
+        self._warm.clear()
+
+    def offload_encoders(self) -> None:
+        """Text and image encoders live in (pinned) host memory and visit the card only when used; the
+        text encoder's layers stream through one at a time (``fantasy_world.accel.encoders``)."""
+        if self._text_home is None:
+            self._text_home = HostResident(self.text_encoder, self.device, stream_blocks=True)
+        if self.image_encoder is not None and self._image_home is None:
+            self._image_home = HostResident(self.image_encoder, self.device)
+        _release_memory(self.device)
+
+    def keep_encoders(self) -> None:
+        """Undo :meth:`offload_encoders`: both encoders stay on the card."""
+        for home in (self._text_home, self._image_home):
+            if home is not None:
+                home.restore()
+        self._text_home = self._image_home = None
+
+    @property
+    def encoders_offloaded(self) -> bool:
+        return self._text_home is not None
 
     @property
     def is_image_model(self) -> bool:
@@ -204,10 +285,18 @@ class FantasyWorldPipeline:
         if prompt not in self._prompt_cache:
             if len(self._prompt_cache) > 32:
                 self._prompt_cache.clear()
-            with torch.no_grad():
+            with torch.no_grad(), on_device(self._text_home):
                 feats = self.text_encoder.encode([prompt], device=self.device)
             self._prompt_cache[prompt] = feats.to(self.dtype)
         return self._prompt_cache[prompt]
+
+    def _encode_prompts(self, prompt: str, negative: str | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Both prompts' features; the text encoder visits the card at most once for the pair."""
+        need = [p for p in (prompt, negative) if p is not None and p not in self._prompt_cache]
+        with on_device(self._text_home if need else None):
+            cond = self.encode_prompt(prompt)
+            uncond = self.encode_prompt(negative) if negative is not None else None
+        return cond, uncond
 
     def camera_trajectory(
         self, camera: CameraSource, frames: int, height: int, width: int
@@ -221,11 +310,21 @@ class FantasyWorldPipeline:
     def _image_conditioning(
         self, image: torch.Tensor, frames: int, height: int, width: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """CLIP tokens and Wan's 20-channel ``y`` (4-ch first-frame mask ‖ VAE latent of image + grey frames)."""
+        """CLIP tokens and Wan's 20-channel ``y`` (4-ch first-frame mask ‖ VAE latent of image + grey frames).
+
+        Cached by the image's pixels and the video size, so a repeated start image needs neither the
+        image encoder nor the VAE encoder again.
+        """
         assert self.image_encoder is not None
+        key = (hashlib.sha256(image.float().numpy().tobytes()).hexdigest(), frames, height, width)
+        if key in self._image_cache:
+            return self._image_cache[key]
+        if len(self._image_cache) >= 4:
+            self._image_cache.pop(next(iter(self._image_cache)))
         img = image.to(self.device, torch.float32)
-        with torch.no_grad():
+        with torch.no_grad(), on_device(self._image_home):
             clip_fea = self.image_encoder.encode(img[None]).to(self.dtype)
+        with torch.no_grad():
             video = torch.zeros(1, 3, frames, height, width, device=self.device)
             video[:, :, 0] = img
             latent = self.vae.encode(video.to(self.vae_dtype))
@@ -234,6 +333,7 @@ class FantasyWorldPipeline:
         mask[:, :4] = 1.0  # the first frame's mask is repeated 4x so frames group as 1+4k
         mask = mask.view(1, lat_f, 4, lat_h, lat_w).transpose(1, 2)
         y = torch.cat([mask, latent.float()], dim=1).to(self.dtype)
+        self._image_cache[key] = (clip_fea, y)
         return clip_fea, y
 
     @property
@@ -313,8 +413,7 @@ class FantasyWorldPipeline:
         plucker = torch.as_tensor(plucker, dtype=self.dtype, device=self.device)[None]
         camera_feat = self.model.encode_camera(plucker)
 
-        cond = self.encode_prompt(prompt)
-        uncond = self.encode_prompt(negative_prompt) if guidance != 1.0 else None
+        cond, uncond = self._encode_prompts(prompt, negative_prompt if guidance != 1.0 else None)
         clip_fea = y = None
         if image is not None:
             img = _image_to_tensor(image, height, width)
@@ -336,18 +435,26 @@ class FantasyWorldPipeline:
                     StepInfo(i + 1, steps, float(schedule.timesteps[i]), time.perf_counter() - t1, preview)
                 )
 
-        latents, geometry = sample(
-            self.model,
-            self.guidance_runner,
-            schedule,
-            latents,
-            inputs,
-            guidance=guidance,
-            dtype=self.dtype,
-            preview_every=preview_every,
-            on_step=step_done,
-            cancelled=lambda: _cancelled(cancel),
-        )
+        def denoise() -> tuple[torch.Tensor, Any]:
+            return sample(
+                self.model,
+                self.guidance_runner,
+                schedule,
+                latents.clone(),
+                inputs,
+                guidance=guidance,
+                dtype=self.dtype,
+                preview_every=preview_every,
+                on_step=step_done,
+                cancelled=lambda: _cancelled(cancel),
+            )
+
+        def notify(phase: str, message: str) -> None:
+            if on_step is not None:
+                on_step(StepInfo(0, steps, float(schedule.timesteps[0]), 0.0, phase=phase, message=message))
+
+        size_key = ("generate", lat_shape, image is not None, guidance != 1.0)
+        latents, geometry = self._compiled_run(size_key, denoise, notify)
         timings["denoise"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
@@ -401,7 +508,10 @@ class FantasyWorldPipeline:
         x = schedule.add_noise(latents, noise, index).to(self.dtype)
         t = schedule.timesteps[index : index + 1].to(self.device, torch.float32)
         cond = self.encode_prompt(prompt if prompt.strip() else self.defaults.reconstruct_prompt)
-        out = self.model(x, t, cond, camera=None, return_geometry=True, image_hw=(height, width))
+        out = self._compiled_run(
+            ("reconstruct", tuple(x.shape)),
+            lambda: self.model(x, t, cond, camera=None, return_geometry=True, image_hw=(height, width)),
+        )
         predicted = read_geometry(out.geometry, height, width)
         timings = {"total": time.perf_counter() - t0}
         meta = {"mode": "reconstruct", "model": self.name, "frames": frames, "height": height, "width": width}
@@ -414,6 +524,30 @@ class FantasyWorldPipeline:
             meta=meta,
             timings=timings,
         )
+
+    def _compiled_run(
+        self, key: tuple, run: Callable[[], Any], notify: Callable[[str, str], None] | None = None
+    ) -> Any:
+        """``run()``. On the first run of a compiled model at a size, ``notify("compiling", ...)`` first;
+        if compiling fails, log a warning, ``notify("eager", ...)``, go eager and run again."""
+        if not self.compiled or key in self._warm:
+            return run()
+        if notify is not None:
+            notify("compiling", COMPILING_MESSAGE)
+        log.info("%s: the first run at this size compiles the model's blocks", COMPILING_MESSAGE)
+        try:
+            out = run()
+        except (torch.OutOfMemoryError, GenerationCancelled, FantasyWorldError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager model still works
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            log.warning("compile failed (%s); running eagerly from now on", reason)
+            self.disable_compile()
+            if notify is not None:
+                notify("eager", EAGER_FALLBACK_MESSAGE)
+            return run()
+        self._warm.add(key)
+        return out
 
     def _meta(
         self, prompt, negative_prompt, seed, steps, guidance, frames, height, width, camera, scene_scale

@@ -103,6 +103,30 @@ def test_bench_options_are_checked() -> None:
         _options(_parse("--device", "tpu"))
     opts = _options(_parse("--device", "cpu", "--small", "--sections", "wan13", "--reps", "1"))
     assert opts.sections == ("wan13",) and opts.small and opts.reps == 1
+    opts = _options(_parse("--sections", "issue12", "--fp8"))
+    assert opts.sections == ("l4l13", "l4l14", "e2e14", "tinyworld", "fp8")
+
+
+def test_like_for_like_small_cpu_run(tmp_path, monkeypatch) -> None:
+    """Ours and diffusers, both eager and both compiled block by block (dynamo's eager backend on a CPU);
+    the FP8 hook leaves a row saying why it was skipped when fantasy_world.accel.fp8 is missing."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fantasy_world.accel.fp8", None)  # import fails as when it is absent
+    args = _parse(
+        "--device", "cpu", "--small", "--sections", "l4l13", "--fp8", "--reps", "1", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert run_bench(args) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    by_name = {r["name"]: r for r in rows}
+    label = "Wan2.1-T2V-1.3B forward"
+    for kind in ("ours eager", "diffusers eager", "ours compiled", "diffusers compiled"):
+        row = by_name[f"{label}, {kind}"]
+        assert row["error"] is None and row["time_s"] > 0, row
+    ratio = by_name[f"{label}: speed-up ours vs diffusers, both compiled"]
+    assert ratio["extra"]["ratio"] > 0
+    assert float(by_name[f"{label}: rel. error ours vs diffusers, eager"]["note"]) < 2e-2
+    assert "not importable" in by_name["FP8 forwards"]["note"]
 
 
 def test_small_cpu_run_writes_results(tmp_path) -> None:

@@ -228,4 +228,5 @@ def test_model_bf16_geometry_closer_to_fp32_and_velocity_kept() -> None:
     finally:
         GeometryBlock.fp32_stream = True
     assert err["velocity"] < 1.15 * _rel(before["velocity"], ref["velocity"]), err
-    assert _rel(before["pose_enc"], ref["pose_enc"]) > 2e-2  # the same check on the old path fails
+    # the same check on the old path fails (pose 1.8e-2 since the DiT's fused bf16 element-wise steps, 2.3e-2 before)
+    assert _rel(before["pose_enc"], ref["pose_enc"]) > max(1.5e-2, 2 * err["pose_enc"])

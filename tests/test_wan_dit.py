@@ -176,6 +176,53 @@ def test_bf16_weights_track_float32() -> None:
     assert rel_err(out, ref) < 5e-2
 
 
+def test_bf16_fused_elementwise_taken_and_no_less_accurate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 weights take the fused forms (rms_norm, addcmul); float32 weights never do; the fused forms are
+    at least as close to the float32 computation as the old separate float32 passes."""
+    import fantasy_world.models.wan.dit as dit
+
+    calls = {"rms_norm": 0, "addcmul": 0}
+    real_rms, real_addcmul = torch.nn.functional.rms_norm, torch.addcmul
+
+    def rms(*a, **k):  # noqa: ANN002, ANN003
+        calls["rms_norm"] += 1
+        return real_rms(*a, **k)
+
+    def addcmul(*a, **k):  # noqa: ANN002, ANN003
+        calls["addcmul"] += 1
+        return real_addcmul(*a, **k)
+
+    monkeypatch.setattr(torch.nn.functional, "rms_norm", rms)
+    monkeypatch.setattr(torch, "addcmul", addcmul)
+    cfg = small_cfg(text_len=8, image_input=True)
+    model = WanDiT(cfg).eval()
+    randomize(model, 3)
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.randn(1, 16, 2, 4, 4, generator=g), torch.randn(1, 20, 2, 4, 4, generator=g)
+    ctx, clip = torch.randn(1, 8, cfg.text_dim, generator=g), torch.randn(1, 257, cfg.clip_dim, generator=g)
+    t = torch.tensor([700.0])
+
+    def run(m: WanDiT, dtype: torch.dtype) -> torch.Tensor:
+        state = m.embed(x.to(dtype), t, ctx.to(dtype), clip_fea=clip.to(dtype), y=y.to(dtype))
+        tokens = state.tokens
+        for block in m.blocks:
+            tokens = block(tokens, state)
+        return tokens  # the float32 residual stream, before the bf16 head rounds it
+
+    with torch.no_grad():
+        model.to(torch.bfloat16).float()  # bf16-exact weights, so both precisions see the same values
+        ref = run(model, torch.float32)
+        assert calls == {"rms_norm": 0, "addcmul": 0}  # float32 weights: the exact expressions only
+        low = model.to(torch.bfloat16)
+        fused = run(low, torch.bfloat16)
+        n_blocks = cfg.num_layers
+        assert calls["rms_norm"] >= 3 * n_blocks and calls["addcmul"] == 4 * n_blocks, calls
+        monkeypatch.setattr(dit, "_fused", lambda layer: False)
+        plain = run(low, torch.bfloat16)
+    assert 0 < rel_err(fused, plain) < 1e-2  # a different rounding order, within bf16 rounding
+    assert rel_err(fused, ref) <= 1.1 * rel_err(plain, ref)
+
+
 def test_input_errors() -> None:
     cfg = small_cfg(text_len=8, num_layers=1)
     model = WanDiT(cfg)

@@ -14,7 +14,7 @@ from fantasy_world.errors import InputError
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from bench.harness import ALL_SECTIONS  # no torch import at parse time
+    from bench.harness import ALL_SECTIONS, DEFAULT_SECTIONS  # no torch import at parse time
 
     p = sub.add_parser("bench", help="GPU benchmark: ours vs diffusers vs the measured matmul ceiling")
     p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default: cuda)")
@@ -23,22 +23,44 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--budget", type=float, default=510.0, help="time guard in seconds (default 510)")
     p.add_argument(
         "--sections",
-        default=",".join(ALL_SECTIONS),
-        help=f"comma-separated subset of {','.join(ALL_SECTIONS)} (priority order)",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma-separated subset of {','.join(ALL_SECTIONS)} in run order, or 'issue12' for the "
+        f"like-for-like sections (default: {','.join(DEFAULT_SECTIONS)})",
+    )
+    p.add_argument(
+        "--fp8",
+        action="store_true",
+        help="also time the 14B forwards after fantasy_world.accel.fp8.quantize_model (section fp8; "
+        "skipped with a note when that module is missing)",
     )
     p.add_argument("--steps", type=int, default=4, help="guided steps actually run in 'generate' (>= 3)")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per measurement")
     p.add_argument(
         "--results-md", default=None, help="also write the table into this RESULTS.md's GPU section"
     )
+    p.add_argument(
+        "--wheels",
+        default=None,
+        help="bare GPU node: install these carried wheels first (folder of .whl, e.g. .train_state/whl)",
+    )
+    p.add_argument(
+        "--text-pack",
+        default=None,
+        help="bare GPU node: rebuild the tiny model's MiniLM text encoder from this pack (.train_state/minilm_pack)",
+    )
     return p
 
 
 def _options(args: argparse.Namespace):
-    from bench.harness import ALL_SECTIONS
+    from bench.harness import ALL_SECTIONS, ISSUE12_SECTIONS
     from bench.harness.suite import BenchOptions
 
-    sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
+    names: list[str] = []
+    for s in args.sections.split(","):
+        names += list(ISSUE12_SECTIONS) if s.strip() == "issue12" else [s.strip()] if s.strip() else []
+    if getattr(args, "fp8", False) and "fp8" not in names:
+        names.append("fp8")
+    sections = tuple(dict.fromkeys(names))
     bad = [s for s in sections if s not in ALL_SECTIONS]
     if bad:
         raise InputError(f"--sections {','.join(bad)}: expected names from {','.join(ALL_SECTIONS)}")
@@ -82,6 +104,10 @@ def run_bench(args: argparse.Namespace) -> int:
     from bench.harness.suite import run_suite
 
     opts = _options(args)
+    if getattr(args, "wheels", None) or getattr(args, "text_pack", None):
+        from bench.train_device_env import prepare_node
+
+        prepare_node(args.text_pack, args.wheels)
     if opts.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device here; use --device cpu --small for a smoke test")
     rec = run_suite(opts)

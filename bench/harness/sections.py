@@ -298,6 +298,8 @@ class _StepClock:
         self.device, self.marks = device, []
 
     def __call__(self, info) -> None:  # noqa: ANN001 - StepInfo
+        if getattr(info, "phase", "denoising") != "denoising":  # a notice ("compiling (once)"), not a step
+            return
         sync(self.device)
         self.marks.append(time.perf_counter())
 

@@ -12,12 +12,17 @@ so the first unit of the next forward loads during the last unit of this one).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from functools import partial
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
+
+from fantasy_world.accel.compile import SWAP_ATTR, uncompile_blocks
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,6 +55,7 @@ class BlockSwap:
         self._gpu: dict[int, dict[torch.dtype, torch.Tensor]] = {}
         self._ready: dict[int, torch.cuda.Event] = {}
         self._handles: list[RemovableHandle] = []
+        self.model: nn.Module | None = None  # set by enable_block_swap
         self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         seen: set[int] = set()
         for unit in units:
@@ -127,6 +133,8 @@ class BlockSwap:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        if self.model is not None and getattr(self.model, SWAP_ATTR, None) is self:
+            delattr(self.model, SWAP_ATTR)
         self._gpu.clear()
         self._ready.clear()
         if device is not None:
@@ -155,9 +163,18 @@ def fantasy_units(model: nn.Module) -> list[SwapUnit]:
 
 
 def enable_block_swap(model: nn.Module, device: torch.device | str, prefetch: int = 1) -> BlockSwap:
-    """Swap the blocks of a FantasyWorldModel or WanDiT; every other parameter goes to ``device``."""
+    """Swap the blocks of a FantasyWorldModel or WanDiT; every other parameter goes to ``device``.
+
+    Block swapping wins over compilation (``fantasy_world.accel.compile``): compiled blocks run eagerly
+    again, with a logged warning.
+    """
+    undone = uncompile_blocks(model)
+    if undone:
+        log.warning("block swapping: %d compiled blocks run eagerly again (the two do not combine)", undone)
     units = fantasy_units(model) if hasattr(model, "irg") else wan_units(model)
     swap = BlockSwap(units, device, prefetch)
+    swap.model = model
+    setattr(model, SWAP_ATTR, swap)
     swapped = {id(p) for s in swap._slots for p in s.params}
     with torch.no_grad():
         for p in model.parameters():

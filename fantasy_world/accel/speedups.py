@@ -1,4 +1,7 @@
-"""One call to switch a pipeline to the measured fast paths (all opt-in; defaults stay official).
+"""One call to switch a pipeline to the measured fast paths (opt-in; defaults stay official).
+
+Regional compilation is also the default of ``FantasyWorldPipeline.from_pretrained`` on CUDA
+(``compile=True``); ``speed_up(pipe, compile=True)`` compiles a pipeline built another way.
 
 What each switch did on an H200 (bench/RESULTS.md, GPU performance): regional ``torch.compile`` made the
 1.3B DiT forward 1.31x and the FantasyWorld conditional pass 1.21x faster (first call pays ~15-35 s);
