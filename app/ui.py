@@ -255,7 +255,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             preview_every,
         ]
 
-        def generate(
+        def run_generate(
             prompt: str,
             negative: str,
             image: str | None,
@@ -278,7 +278,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             )  # fmt: skip
 
         generate.click(
-            generate,
+            run_generate,
             [*gen_inputs, max_points, end_image],
             [status, video, depth, downloads],
             concurrency_id="gpu",

@@ -277,17 +277,28 @@ def load_wan22_folder(folder: Path, device: torch.device, dtype: torch.dtype) ->
     Each expert is built the official way (base shards, reward LoRA merged at 0.55 in bf16, expert file laid
     over); :class:`ExpertResidency` then parks both in (pinned, on CUDA) host memory. About 70 GB of host RAM.
     """
+    from fantasy_world.models.fantasy.expert_residency import park_on_host
     from fantasy_world.models.fantasy.experts import WAN22_FUN_EXPERTS
-    from fantasy_world.models.fantasy.official_wan22 import load_official_wan22, resolve_wan22_folder
+    from fantasy_world.models.fantasy.official_wan22 import load_wan22_expert, resolve_wan22_folder
     from fantasy_world.models.wan.umt5 import load_umt5
     from fantasy_world.models.wan.vae import load_wan_vae
 
     sizes = wan22_sizes()
-    resolve_wan22_folder(folder)  # every file present, before gigabytes are read
-    experts, reports, files = load_official_wan22(folder, device="cpu", dtype=dtype, cfg=sizes.model)
-    for report in reports.values():
-        log.info(report.summary())
-    residency = ExpertResidency(experts, WAN22_FUN_EXPERTS, device=device)
+    files = resolve_wan22_folder(folder)  # every file present, before gigabytes are read
+    pin = device.type == "cuda"
+    experts: dict[str, FantasyWorldModel] = {}
+    for name in WAN22_FUN_EXPERTS.names:
+        experts[name], _ = load_wan22_expert(
+            files.expert_dirs[name],
+            files.reward_loras[name],
+            files.fantasy[name],
+            expert=name,
+            cfg=sizes.model,
+            device="cpu",
+            dtype=dtype,
+        )  # its key report is logged by the loader
+        park_on_host(experts[name], pin)  # parked now: at most one expert's loading copy exists at a time
+    residency = ExpertResidency(experts, WAN22_FUN_EXPERTS, device=device, pin=pin)
     vae = load_wan_vae(files.vae, cfg=sizes.vae, device=device, dtype=torch.float32)
     text = load_umt5(files.t5, tokenizer_dir=files.tokenizer, cfg=sizes.text, device=device, dtype=dtype)
     return LoadedModel(

@@ -197,3 +197,27 @@ def test_point_filter_keeps_conf_strictly_above() -> None:
     )
     assert strict.confidence.tolist() == pytest.approx([1.6])
     assert at_least.confidence.tolist() == pytest.approx([1.5, 1.6])
+
+
+def test_studio_page_wires_the_end_image_box(tmp_path: Path, wan22_folder: Path, monkeypatch) -> None:
+    from gradio import helpers
+
+    from app.callbacks import Studio
+    from app.models import ENV_DIRS
+    from app.sessions import SessionRegistry
+    from app.ui import build_ui
+
+    monkeypatch.setenv(ENV_DIRS, str(wan22_folder))
+    studio = Studio(SessionRegistry(tmp_path / "sessions", max_sessions=2), upload_roots=[tmp_path])
+    try:
+        demo = build_ui(studio)
+        fns = {fn.api_name or fn.name: fn for fn in demo.fns.values()}
+        gen = fns["generate"]
+        assert gen.inputs[-1].elem_id == "fw-end-image" and len(gen.inputs) == 13
+        args, *_ = helpers.special_args(gen.fn, list(range(13)), request="the request")
+        assert args == [*range(13), "the request"]  # the end image is the last value, the request after it
+        toggle = fns["on_model_end_image"]
+        assert toggle.fn("tiny")["visible"] is False and toggle.fn("tiny")["value"] is None
+        assert toggle.fn(str(wan22_folder))["visible"] is True
+    finally:
+        studio.registry.close_all()
