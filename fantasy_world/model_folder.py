@@ -323,7 +323,8 @@ def load_model(name_or_path: str | Path, device: torch.device, dtype: torch.dtyp
     if not folder.exists():
         raise CheckpointError(
             f"model {text!r}: not found; expected 'tiny', a model folder with {CONFIG_FILE}, or a folder with "
-            f"the official FantasyWorld model.pth and the {WAN_I2V_DIRNAME} files (see checkpoints/README.md)"
+            f"the official FantasyWorld model.pth and the {WAN_I2V_DIRNAME} files, or the official Wan2.2 "
+            "high_noise_model.pth / low_noise_model.pth and their files (see checkpoints/README.md)"
         )
     if not folder.is_dir():
         raise CheckpointError(f"model {text!r}: expected a folder, got a file")
