@@ -245,3 +245,27 @@ def test_two_expert_sampling_loop_matches_diffusers_wan22_pipeline() -> None:
         output_type="latent",
     ).frames
     assert ((ours - want).norm() / want.norm()).item() < 1e-5
+
+
+def test_step_cache_never_reuses_a_step_across_the_expert_switch() -> None:
+    """A cached velocity belongs to the expert that computed it: the first step of the other expert runs."""
+    from fantasy_world.sampling.step_cache import StepCache, StepCacheConfig
+
+    class Const(torch.nn.Module):
+        def __init__(self, value: float) -> None:
+            super().__init__()
+            self.value, self.calls = value, 0
+
+        def forward(self, x, t, context, **_):  # noqa: ANN001
+            self.calls += 1
+            return FantasyWorldOutput(torch.full_like(x, self.value), None)
+
+    high, low = Const(1.0), Const(2.0)
+    cache = StepCache(SequentialGuidance(), StepCacheConfig(threshold=1e9, warmup=2, max_skip=5))
+    cache.reset()
+    x, ctx = torch.zeros(1, 1), torch.zeros(1, 1)
+    for i, (model, t) in enumerate([(high, 950.0), (high, 940.0), (high, 930.0), (low, 890.0), (low, 880.0)]):
+        out, _ = cache(model, x, torch.tensor([t]), ctx, None, want_geo=False)
+        assert out.velocity.item() == model.value, i  # never the other expert's velocity
+    # step 3 reused high's velocity; after the switch the drift rate starts over: low computes both its steps
+    assert (high.calls, low.calls) == (2, 2)
