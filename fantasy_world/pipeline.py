@@ -391,7 +391,7 @@ class FantasyWorldPipeline:
             table = residency.table
             plan = table.plan(schedule.timesteps)
             table.switch_step(schedule.timesteps)  # high then low, or an error
-            # previews only where the low expert runs (its heads are the ones trained to read out)
+            # previews only where the low expert runs: officially only its heads are ever read (last step)
             geometry_at = [
                 want and (i == last_step or plan[i] == table.low)
                 for i, want in enumerate(geometry_steps(steps, preview_every))
