@@ -325,8 +325,11 @@ class Studio:
         max_points: int,
         request: gr.Request | None = None,
         progress: gr.Progress | None = None,
+        end_image: str | None = None,
     ) -> Iterator[tuple[Any, Any, Any, Any]]:
         """Generate, streaming (status, video, depth video, downloads) as the run advances.
+
+        ``end_image``: the optional last frame of first/last-frame models (the end-image box).
 
         Progress is shown only as the bar in our status line (``progress`` is kept for callers that
         pass a ``gr.Progress`` of their own; the page passes none, so Gradio draws no second bar)."""
@@ -346,7 +349,7 @@ class Studio:
         try:
             yield from self._generate(
                 s, prompt, negative_prompt, image, model, frames, height, width, steps, guidance, seed,
-                preview_every, max_points, progress,
+                preview_every, max_points, progress, end_image,
             )  # fmt: skip
         finally:
             with self._running_lock:
@@ -376,14 +379,18 @@ class Studio:
         preview_every: int,
         max_points: int,
         progress: gr.Progress | None,
+        end_image: str | None = None,
     ) -> Iterator[tuple[Any, Any, Any, Any]]:
         keep = gr.update()
         s.cancel.clear()
         try:
             model = self.check_model(model)
-            req = self._request(
-                s, prompt, negative_prompt, image, frames, height, width, steps, model_info(model).limits
-            )
+            info = model_info(model)
+            req = self._request(s, prompt, negative_prompt, image, frames, height, width, steps, info.limits)
+            if end_image and not info.end_image:
+                raise InputError(f"end image: model {info.label.split(' — ')[0]} takes no end image")
+            if end_image:
+                req["end_image"] = self._image(end_image)
             req |= {
                 "guidance": check_guidance(as_float(guidance, "guidance")),
                 "seed": check_seed(as_int(seed, "seed")),

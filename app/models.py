@@ -21,7 +21,9 @@ from fantasy_world.model_folder import (
     REPO_CHECKPOINTS,
     TINY_DEFAULTS,
     TINY_DIR,
+    WAN22_DEFAULTS,
     GenerationDefaults,
+    is_wan22_folder,
     read_folder_config,
 )
 from fantasy_world.utils.dataclass_io import config_from_dict
@@ -39,7 +41,7 @@ TINY_CAN_DRAW = (
 
 
 def _is_model_folder(folder: Path) -> bool:
-    return (folder / CONFIG_FILE).is_file() or (folder / "model.pth").is_file()
+    return (folder / CONFIG_FILE).is_file() or (folder / "model.pth").is_file() or is_wan22_folder(folder)
 
 
 def model_choices(root: Path = REPO_CHECKPOINTS) -> list[str]:
@@ -72,6 +74,7 @@ class ModelInfo:
     image_input: bool  # image-to-world: the start-image box is shown and required
     defaults: GenerationDefaults
     limits: SizeLimits  # on this device
+    end_image: bool = False  # first/last-frame model: the optional end-image box is shown
 
     @property
     def max_side(self) -> int:
@@ -123,7 +126,11 @@ def model_info(choice: str) -> ModelInfo:
         try:
             meta = read_folder_config(folder)
             defaults = config_from_dict(GenerationDefaults, meta.get("defaults", {}), "defaults")
-            image_input = bool(meta.get("model", {}).get("dit", {}).get("image_input", False))
+            dit = meta.get("model", {}).get("dit", {})
+            image_input = bool(dit.get("image_input", False))
+            # first/last-frame conditioning without CLIP: conditioning channels but no image branch
+            end_image = not image_input and int(dit.get("in_dim", 16)) > int(dit.get("out_dim", 16))
+            image_input = image_input or end_image
         except FantasyWorldError as exc:
             note = f"{folder.name}: its config cannot be read ({exc})"
             return ModelInfo(
@@ -135,7 +142,27 @@ def model_info(choice: str) -> ModelInfo:
             "; give a start image" if image_input else ""
         )
         return ModelInfo(
-            choice, f"{folder.name} — {name}, {kind}", note, image_input, defaults, _limits(defaults)
+            choice,
+            f"{folder.name} — {name}, {kind}",
+            note,
+            image_input,
+            defaults,
+            _limits(defaults),
+            end_image=end_image,
+        )
+    if is_wan22_folder(folder):
+        note = (
+            f"{folder.name}: official FantasyWorld Wan2.2-Fun-A14B (two experts, image-to-world: a start image "
+            "and an optional end image; needs a large GPU and ~70 GB of host memory)"
+        )
+        return ModelInfo(
+            choice,
+            f"{folder.name} — FantasyWorld Wan2.2 Fun A14B",
+            note,
+            True,
+            WAN22_DEFAULTS,
+            _limits(WAN22_DEFAULTS),
+            end_image=True,
         )
     defaults = OFFICIAL_I2V_DEFAULTS
     note = (

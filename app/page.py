@@ -74,6 +74,14 @@ class Page:
             return [keep, keep, *([keep] * 6), frames_status]
         return [image_update, info.note, *values, status_html(said)]
 
+    def on_model_end_image(self, model: str) -> Any:
+        """The end-image box: shown only for models that take a last frame (cleared when hidden)."""
+        try:
+            info = self.info(model)
+        except FantasyWorldError:
+            return gr.update()
+        return gr.update(visible=True) if info.end_image else gr.update(visible=False, value=None)
+
     # -------------------------------------------------------------------------------------- path
     def on_path_upload(
         self, file: Any, model: str, request: gr.Request | None = None

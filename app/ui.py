@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,13 @@ def build_ui(studio: Studio) -> gr.Blocks:
                     elem_id="fw-image",
                     visible=info.image_input,
                 )
+                end_image = CheckedImage(
+                    label="End image (optional: the last frame)",
+                    type="filepath",
+                    height=160,
+                    elem_id="fw-end-image",
+                    visible=info.end_image,
+                )
                 with gr.Tabs():
                     with gr.Tab("Camera path", elem_id="fw-tab-camera"):
                         with gr.Row():
@@ -223,6 +231,8 @@ def build_ui(studio: Studio) -> gr.Blocks:
         frames.blur(page.on_frames, [frames, model], status, **quiet)
         uploads = UploadHandlers(studio)  # our checks first; a refused file is cleared with a one-line reason
         image.upload(uploads.start_image, image, [image, status], api_name="start_image", **quiet)
+        end_image.upload(uploads.start_image, end_image, [end_image, status], api_name="end_image", **quiet)
+        model.change(page.on_model_end_image, model, end_image, **quiet)
         path_file.upload(
             page.on_path_upload,
             [path_file, model],
@@ -244,9 +254,32 @@ def build_ui(studio: Studio) -> gr.Blocks:
             seed,
             preview_every,
         ]
+
+        def run_generate(
+            prompt: str,
+            negative: str,
+            image: str | None,
+            model: str,
+            frames: int,
+            height: int,
+            width: int,
+            steps: int,
+            guidance: float,
+            seed: int,
+            preview_every: int,
+            max_points: int,
+            end_image: str | None,
+            request: gr.Request | None = None,
+        ) -> Iterator[tuple[Any, Any, Any, Any]]:
+            """The page's inputs in order; the end image (last) goes to the studio by name."""
+            yield from studio.generate(
+                prompt, negative, image, model, frames, height, width, steps, guidance, seed,
+                preview_every, max_points, request, end_image=end_image,
+            )  # fmt: skip
+
         generate.click(
-            studio.generate,
-            [*gen_inputs, max_points],
+            run_generate,
+            [*gen_inputs, max_points, end_image],
             [status, video, depth, downloads],
             concurrency_id="gpu",
             api_name="generate",

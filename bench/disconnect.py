@@ -88,6 +88,7 @@ def main() -> int:
             0,
             0,
             20_000,
+            None,  # end image (first/last-frame models only)
         ]
 
     try:

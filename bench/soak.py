@@ -123,6 +123,7 @@ def main() -> int:
                 i,
                 0,
                 20_000,
+                None,  # end image (first/last-frame models only)
                 api_name="/generate",
             )
             ok, why = complete(result)

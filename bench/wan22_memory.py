@@ -1,18 +1,23 @@
 """Peak device memory and expert-switch time of FantasyWorld on Wan2.2-Fun-A14B, end to end, random weights.
 
-Phases, in the order a generation runs them, each with its time and peak allocated/reserved memory:
+The run goes through the wired pipeline (``FantasyWorldPipeline`` with a two-expert ``LoadedModel``),
+exactly as a generation from a Wan2.2 folder would, with random weights at full size:
 
-1. ``text``: umT5-XXL on the card, prompt and (empty) negative prompt encoded, encoder dropped;
-2. ``vae_encode``: first + last frame conditioning (mask of 1 on both, 36 DiT input channels in all), VAE
-   then parked in host memory;
-3. ``experts``: both 16.5 B experts built on the card one after the other and parked in pinned host memory;
-4. ``step k``: three sampling steps across the switch (50-step schedule at shift 5, steps 16, 17, 18: high,
-   high, low), CFG 5 with two passes, control-adapter camera features per expert, geometry heads on the
-   last one; the switch (high off, low on) is timed on its own;
-5. ``vae_decode``: expert off the card, VAE back on, tiled decode (tiles 30×52, stride 15×26, as official).
+1. build: umT5-XXL and the Wan VAE on the card; both 16.5 B experts built on the card one after the
+   other and parked in pinned host memory (``ExpertResidency``: one expert on the card at a time);
+2. the pipeline call: prompt and the (empty) negative prompt through umT5, first + last frame through the
+   VAE (mask 1 on both, 36 DiT input channels), then three sampling steps across the switch
+   (``step_window``: steps 16, 17, 18 of a 50-step schedule at shift 5 -> high, high, low), CFG 5 with two
+   passes, each expert's own control-adapter camera features, geometry from the low expert on the last
+   step; then the tiled VAE decode (tiles 30x52, stride 15x26, as official).
 
-    python bench/wan22_memory.py --out bench/results/wan22_memory            # full size, one H200
-    python bench/wan22_memory.py --small --out /tmp/wan22_small              # reduced widths, CPU
+Per step the peak allocated memory since the previous step is recorded (the first row includes the
+conditioning, the decode row the end of the last step); the switch time is the residency's own record
+(high off, low uploaded from pinned memory). ``--budget`` cancels the sampling before a step that would
+start past it.
+
+    python bench/wan22_memory.py --out bench/results/wan22_memory              # full size, one H200
+    python bench/wan22_memory.py --small --out /tmp/wan22_small                # reduced widths, CPU
 
 Prints a table; writes ``wan22_memory.json`` (one row per phase plus a summary row) to ``--out``.
 """
@@ -26,22 +31,25 @@ import math
 import platform
 import sys
 import time
+import zlib
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fantasy_world.errors import GenerationCancelled  # noqa: E402
+from fantasy_world.model_folder import WAN22_DEFAULTS, LoadedModel  # noqa: E402
 from fantasy_world.models.fantasy.config import fantasy_world_config, reduced  # noqa: E402
 from fantasy_world.models.fantasy.expert_residency import ExpertResidency, park_on_host  # noqa: E402
 from fantasy_world.models.fantasy.experts import WAN22_FUN_EXPERTS  # noqa: E402
-from fantasy_world.models.fantasy.image_condition import conditioning_mask, conditioning_video  # noqa: E402
 from fantasy_world.models.fantasy.model import FantasyWorldModel  # noqa: E402
-from fantasy_world.models.wan.text_encoder import zero_past_length  # noqa: E402
-from fantasy_world.models.wan.umt5 import UMT5Encoder, umt5_config  # noqa: E402
+from fantasy_world.models.wan.umt5 import UMT5_PRESETS, UMT5Encoder  # noqa: E402
 from fantasy_world.models.wan.vae import WanVAE, wan_vae_config  # noqa: E402
-from fantasy_world.sampling.flow_matching import apply_guidance, flow_match_schedule  # noqa: E402
+from fantasy_world.pipeline import FantasyWorldPipeline, StepInfo  # noqa: E402
 
 GB = 1024**3
 
@@ -73,44 +81,62 @@ def build(factory, device: torch.device, dtype: torch.dtype, seed: int) -> nn.Mo
     return module.eval()
 
 
-def park(module: nn.Module, pin: bool) -> nn.Module:
-    """Weights into one flat (pinned) host buffer per dtype, device copies dropped."""
-    park_on_host(module, pin)
-    return module
+class HashedUMT5(UMT5Encoder):
+    """umT5 with a stand-in tokenizer (words hashed into the vocabulary): no tokenizer files on the box,
+    and with random weights the ids do not matter, only the lengths (prompt ~24 tokens, empty one 1)."""
+
+    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.max_length
+        ids = torch.zeros(len(prompts), n, dtype=torch.long)
+        mask = torch.zeros(len(prompts), n, dtype=torch.long)
+        for row, text in enumerate(prompts):
+            words = [zlib.crc32(w.encode()) % (self.cfg.vocab - 3) + 3 for w in text.split()][: n - 1] + [1]
+            ids[row, : len(words)] = torch.tensor(words)
+            mask[row, : len(words)] = 1
+        return ids, mask
 
 
-class Meter:
-    """Wall time and peak device memory per phase."""
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.rows: list[dict] = []
 
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+def peak_gb(device: torch.device, reset: bool = True) -> dict[str, float]:
+    """Peak allocated / reserved since the last reset (CUDA only), then reset."""
+    if device.type != "cuda":
+        return {}
+    out = {
+        "peak_allocated_gb": round(torch.cuda.max_memory_allocated(device) / GB, 2),
+        "peak_reserved_gb": round(torch.cuda.max_memory_reserved(device) / GB, 2),
+        "allocated_now_gb": round(torch.cuda.memory_allocated(device) / GB, 2),
+    }
+    if reset:
+        torch.cuda.reset_peak_memory_stats(device)
+    return out
 
-    def start(self) -> float:
-        self._sync()
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        return time.perf_counter()
 
-    def stop(self, phase: str, t0: float, **extra: object) -> dict:
-        self._sync()
-        row: dict = {"phase": phase, "seconds": round(time.perf_counter() - t0, 3), **extra}
-        if self.device.type == "cuda":
-            row["peak_allocated_gb"] = round(torch.cuda.max_memory_allocated(self.device) / GB, 2)
-            row["peak_reserved_gb"] = round(torch.cuda.max_memory_reserved(self.device) / GB, 2)
-            row["allocated_after_gb"] = round(torch.cuda.memory_allocated(self.device) / GB, 2)
-        self.rows.append(row)
-        print(
-            f"{phase:<14} {row['seconds']:>8.2f} s  peak {row.get('peak_allocated_gb', float('nan')):>7.2f} GB"
-            f"  reserved {row.get('peak_reserved_gb', float('nan')):>7.2f} GB  "
-            + " ".join(f"{k}={v}" for k, v in extra.items()),
-            flush=True,
-        )
-        return row
+def show(row: dict) -> None:
+    extra = {
+        k: v for k, v in row.items() if k not in ("phase", "seconds", "peak_allocated_gb", "peak_reserved_gb")
+    }
+    print(
+        f"{row['phase']:<26} {row.get('seconds', float('nan')):>8.2f} s  "
+        f"peak {row.get('peak_allocated_gb', float('nan')):>7.2f} GB  "
+        f"reserved {row.get('peak_reserved_gb', float('nan')):>7.2f} GB  "
+        + " ".join(f"{k}={v}" for k, v in extra.items()),
+        flush=True,
+    )
+
+
+def maybe_fp8(module: nn.Module, wanted: bool) -> nn.Module:
+    """``--fp8``: quantise with ``fantasy_world.accel.fp8.quantize_model`` when that module exists."""
+    if not wanted:
+        return module
+    try:
+        from fantasy_world.accel.fp8 import quantize_model  # type: ignore[import-not-found]
+    except ImportError:
+        raise SystemExit("--fp8: fantasy_world.accel.fp8 is not in this checkout") from None
+    return quantize_model(module, fp8=True) or module
 
 
 def main() -> None:
@@ -121,136 +147,153 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--frames", type=int, default=None)
     parser.add_argument("--first-step", type=int, default=16, help="first of the 3 steps (50-step schedule)")
+    parser.add_argument(
+        "--budget", type=float, default=230.0, help="seconds; sampling stops before passing it"
+    )
+    parser.add_argument("--fp8", action="store_true", help="FP8 experts (needs fantasy_world.accel.fp8)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    started = time.perf_counter()
     device = torch.device(args.device)
     dtype = torch.bfloat16
     pin = device.type == "cuda"
     if args.small:
         cfg = reduced(fantasy_world_config("wan2.2-fun-a14b"), context_dim=64)
-        text_cfg = dataclasses.replace(umt5_config("umt5-test"), dim=64, text_len=cfg.dit.text_len)
+        text_cfg = dataclasses.replace(UMT5_PRESETS["umt5-test"], text_len=cfg.dit.text_len)
         vae_cfg = wan_vae_config("tiny")
         height, width, frames = args.height or 64, args.width or 96, args.frames or 9
+        dtype = torch.float32 if device.type == "cpu" else dtype
     else:
         cfg = fantasy_world_config("wan2.2-fun-a14b")
-        text_cfg = umt5_config("umt5-xxl")
+        text_cfg = UMT5_PRESETS["umt5-xxl"]
         vae_cfg = wan_vae_config("wan2.1")
         height, width, frames = args.height or 480, args.width or 832, args.frames or 81
-    lat_f, lat_h, lat_w = 1 + (frames - 1) // 4, height // 8, width // 8
-    meter = Meter(device)
-    print(f"device {device} | {cfg.name} | {frames}x{height}x{width} | torch {torch.__version__}")
+    rows: list[dict] = []
+    print(f"device {device} | {cfg.name} | {frames}x{height}x{width} | torch {torch.__version__}", flush=True)
 
-    # 1. text encoder: on the card only while encoding
-    t0 = meter.start()
-    text = build(lambda: UMT5Encoder(text_cfg), device, dtype, seed=1)
-    gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, text_cfg.vocab, (2, text_cfg.text_len), generator=gen).to(device)
-    mask = torch.zeros(2, text_cfg.text_len, dtype=torch.long, device=device)
-    mask[0, :24], mask[1, :1] = 1, 1  # prompt of 24 tokens; the empty negative prompt is one EOS token
-    with torch.no_grad():
-        context = zero_past_length(text(ids, mask), mask)
-    pos, neg = context[:1], context[1:]
-    del text
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    meter.stop("text", t0)
-
-    # 2. VAE encode of first and last frame (+ grey frames), mask 1 on both
-    t0 = meter.start()
+    # 1. build: text encoder and VAE on the card, both experts parked in (pinned) host memory
+    sync(device)
+    t0 = time.perf_counter()
+    text = build(lambda: HashedUMT5(text_cfg), device, dtype, seed=1)
     vae = build(lambda: WanVAE(vae_cfg), device, torch.float32, seed=2)
-    first, last = (torch.rand(3, height, width, generator=gen).to(device) * 2 - 1 for _ in range(2))
-    video = conditioning_video(first, frames, last)
-    with torch.no_grad():
-        latent = vae.encode(video)
-    msk = conditioning_mask(frames, lat_h, lat_w, last_frame=True, device=device)
-    y = torch.cat([msk, latent.float()], dim=1).to(dtype)
-    del video, latent
-    park(vae, pin)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    meter.stop("vae_encode", t0)
-
-    # 3. both experts, built on the card one at a time, parked in host memory
-    t0 = meter.start()
     experts = {}
     for seed, name in enumerate(WAN22_FUN_EXPERTS.names, start=10):
-        experts[name] = park(build(lambda: FantasyWorldModel(cfg), device, dtype, seed=seed), pin)
+        model = maybe_fp8(build(lambda: FantasyWorldModel(cfg), device, dtype, seed=seed), args.fp8)
+        park_on_host(model, pin)
+        experts[name] = model
         if device.type == "cuda":
             torch.cuda.empty_cache()
     residency = ExpertResidency(experts, WAN22_FUN_EXPERTS, device=device, pin=pin)
-    n_params = sum(p.numel() for p in experts["high"].parameters())
-    meter.stop(
-        "experts",
-        t0,
-        params_per_expert=n_params,
-        host_gb_per_expert=round(residency.expert_bytes("high") / GB, 2),
+    loaded = LoadedModel(
+        name=cfg.name,
+        model=experts[WAN22_FUN_EXPERTS.low],
+        vae=vae,
+        text_encoder=text,
+        image_encoder=None,
+        defaults=WAN22_DEFAULTS,
+        trained=False,
+        tiled_decode=not args.small,
+        experts=residency,
     )
+    pipe = FantasyWorldPipeline(loaded, device, dtype)
+    sync(device)
+    n_params = sum(p.numel() for p in experts["high"].parameters())
+    rows.append(
+        {
+            "phase": "build",
+            "seconds": round(time.perf_counter() - t0, 2),
+            **peak_gb(device),
+            "params_per_expert": n_params,
+            "host_gb_per_expert": round(residency.expert_bytes("high") / GB, 2),
+        }
+    )
+    show(rows[-1])
 
-    # 4. three steps across the switch (the first expert's upload timed on its own)
-    schedule = flow_match_schedule(50, shift=5.0)
-    steps = list(range(args.first_step, args.first_step + 3))
-    t0 = meter.start()
-    residency.activate(WAN22_FUN_EXPERTS.expert_for(schedule.timesteps[steps[0]]))
-    meter.stop("upload", t0, loaded=residency.active)
-    plucker = torch.randn(1, frames, height, width, 6, generator=gen).to(device, dtype)
-    x = torch.randn(1, 16, lat_f, lat_h, lat_w, generator=gen).to(device)
-    camera: dict[str, torch.Tensor] = {}
-    plan = []
-    for i in steps:
-        t = schedule.timesteps[i]
-        name = WAN22_FUN_EXPERTS.expert_for(t)
-        if residency.active is not None and residency.active != name:
-            t_switch = meter.start()
-            residency.activate(name)
-            meter.stop("switch", t_switch, offloaded=residency.switches[-1].offloaded, loaded=name)
-        t0 = meter.start()
-        _, model = residency.for_timestep(t)
-        tm = torch.tensor([WAN22_FUN_EXPERTS.model_timestep(t)], device=device)
-        with torch.no_grad():
-            if name not in camera:
-                camera[name] = model.encode_camera(plucker)
-            last = i == steps[-1]
-            out = model(x, tm, pos, y=y, camera=camera[name], return_geometry=last, image_hw=(height, width))
-            v_neg = model(x, tm, neg, y=y, camera=camera[name]).velocity
-            v = apply_guidance(out.velocity, v_neg, 5.0)
-            x = schedule.step(x, v, i)
-        finite = bool(torch.isfinite(x).all())
-        plan.append(name)
-        extra = {"expert": name, "t": round(float(t), 3), "t_model": WAN22_FUN_EXPERTS.model_timestep(t)}
-        if last:
-            extra["depth_shape"] = list(out.geometry.depth.shape)
-        meter.stop(f"step {i}", t0, finite=finite, **extra)
-        del out, v_neg, v
+    # 2. one generation through the pipeline, three steps across the switch
+    gen = np.random.default_rng(0)
+    first = Image.fromarray(gen.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    last = Image.fromarray(gen.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    window = (args.first_step, args.first_step + 3)
+    step_start = [time.perf_counter()]
+    step_times: list[float] = []
 
-    # 5. decode
-    t0 = meter.start()
-    residency.release()
-    camera.clear()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    vae.to(device)
-    with torch.no_grad():
-        frames_out = vae.decode(x, tiled=True, tile_size=(30, 52), tile_stride=(15, 26))
-    meter.stop("vae_decode", t0, video_shape=list(frames_out.shape))
+    def on_step(info: StepInfo) -> None:
+        sync(device)
+        now = time.perf_counter()
+        label = f"step {info.step - 1}" + (" (+conditioning)" if not step_times else "")
+        step_times.append(now - step_start[0])
+        row = {"phase": label, "seconds": round(now - step_start[0], 2), **peak_gb(device)}
+        row |= {"expert": info.expert, "t": round(info.timestep, 3)}
+        row["t_model"] = WAN22_FUN_EXPERTS.model_timestep(info.timestep)
+        if info.expert == WAN22_FUN_EXPERTS.low and len(residency.switches) > 1:
+            row["switch_seconds"] = round(residency.switches[-1].seconds, 3)
+        rows.append(row)
+        show(row)
+        step_start[0] = time.perf_counter()
 
-    switch = next((r for r in meter.rows if r["phase"] == "switch"), None)
+    def out_of_time() -> bool:
+        typical = max(step_times, default=0.0)
+        return time.perf_counter() - started + typical > args.budget
+
+    peak_gb(device)
+    t0 = time.perf_counter()
+    world = None
+    try:
+        world = pipe(
+            "a quiet street with old houses and trees at sunset, the camera moves forward slowly",
+            camera="dolly_in",
+            image=first,
+            end_image=last,
+            steps=50,
+            guidance=5.0,
+            shift=5.0,
+            frames=frames,
+            height=height,
+            width=width,
+            step_window=window,
+            on_step=on_step,
+            cancel=out_of_time,
+        )
+    except GenerationCancelled as exc:
+        print(f"stopped by --budget {args.budget:.0f} s: {exc}", flush=True)
+    sync(device)
+    if world is not None:
+        rows.append(
+            {
+                "phase": "decode (+end of last step)",
+                "seconds": round(world.timings.get("decode", 0.0), 2),
+                **peak_gb(device),
+                "video_shape": list(world.images.shape),
+                "finite_depth": bool(np.isfinite(world.depths).all()),
+            }
+        )
+        show(rows[-1])
+    switches = [s for s in residency.switches if s.offloaded is not None]
+    overall = max((r.get("peak_allocated_gb", 0.0) for r in rows), default=0.0)
     summary = {
         "phase": "summary",
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else platform.processor() or "cpu",
         "config": cfg.name,
+        "fp8": args.fp8,
         "video": [frames, height, width],
-        "plan": plan,
-        "peak_allocated_gb": max((r.get("peak_allocated_gb", 0.0) for r in meter.rows), default=0.0),
-        "switch_seconds": switch["seconds"] if switch else None,
-        "total_seconds": round(sum(r["seconds"] for r in meter.rows), 2),
+        "steps": list(range(*window)),
+        "plan": None if world is None else world.meta["experts"],
+        "geometry_expert": None if world is None else world.meta["geometry_expert"],
+        "peak_allocated_gb": overall,
+        "switch_seconds": round(switches[0].seconds, 3) if switches else None,
+        "switch_gb": round(switches[0].bytes_moved / GB, 2) if switches else None,
+        "timings": None if world is None else {k: round(v, 2) for k, v in world.timings.items()},
+        "generation_seconds": round(time.perf_counter() - t0, 2),
+        "total_seconds": round(time.perf_counter() - started, 2),
+        "completed": world is not None,
         "torch": torch.__version__,
     }
-    meter.rows.append(summary)
-    print(json.dumps(summary))
+    rows.append(summary)
+    print(json.dumps(summary), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "wan22_memory.json").write_text(json.dumps(meter.rows, indent=1))
+    (args.out / "wan22_memory.json").write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--negative-prompt", default=None)
     gen.add_argument("--camera", default="orbit", help="preset name (orbit, dolly_in, ...) or a camera file")
     gen.add_argument("--image", default=None, help="start image (image-to-world models)")
+    gen.add_argument(
+        "--end-image",
+        default=None,
+        help="last frame (optional; first/last-frame models such as wan2.2-fun-a14b)",
+    )
     gen.add_argument("--frames", type=int, default=None, help="1+4k video frames")
     gen.add_argument("--height", type=int, default=None)
     gen.add_argument("--width", type=int, default=None)
@@ -168,6 +173,7 @@ def _run_generate(args: argparse.Namespace) -> int:
             args.prompt,
             camera=args.camera,
             image=args.image,
+            end_image=args.end_image,
             negative_prompt=args.negative_prompt,
             seed=args.seed,
             steps=args.steps,

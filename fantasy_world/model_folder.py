@@ -8,7 +8,10 @@ Three sources are understood:
 * our own folder — ``fantasyworld.json`` (format, version, full typed configs, generation defaults) plus
   ``model.safetensors`` (FantasyWorld model incl. the Wan DiT) and ``vae.safetensors``.
 * an official FantasyWorld-Wan2.1-I2V-14B-480P folder — ``model.pth`` next to the Wan2.1-I2V-14B-480P
-  files (directly or in a ``Wan2.1-I2V-14B-480P/`` sub-folder).
+  files (directly or in a ``Wan2.1-I2V-14B-480P/`` sub-folder);
+* an official FantasyWorld-Wan2.2-Fun-A14B-Control-Camera folder — ``high_noise_model.pth`` and
+  ``low_noise_model.pth`` next to the Wan2.2-Fun-A14B-Control-Camera release and the reward LoRAs (layout
+  in the README, resolved by :func:`~fantasy_world.models.fantasy.official_wan22.resolve_wan22_folder`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +29,12 @@ from torch import nn
 from fantasy_world.checkpoints import load_into_model, read_state_dict
 from fantasy_world.checkpoints.sharding import save_sharded, weights_path
 from fantasy_world.errors import CheckpointError
-from fantasy_world.models.fantasy.config import FantasyWorldConfig
+from fantasy_world.models.fantasy.config import FantasyWorldConfig, fantasy_world_config
+from fantasy_world.models.fantasy.expert_residency import ExpertResidency
 from fantasy_world.models.fantasy.model import FantasyWorldModel
 from fantasy_world.models.wan.text_encoder import TextEncoder, load_text_encoder
-from fantasy_world.models.wan.vae import WanVAE, WanVAEConfig
+from fantasy_world.models.wan.umt5 import UMT5_PRESETS, UMT5Config
+from fantasy_world.models.wan.vae import WanVAE, WanVAEConfig, wan_vae_config
 from fantasy_world.utils.dataclass_io import config_from_dict, config_to_dict
 from fantasy_world.validation import SizeLimits
 
@@ -61,6 +66,8 @@ class GenerationDefaults:
     reconstruct_prompt: str = "a scene"
     max_pixels_cpu: int = 256 * 384
     max_pixels_cuda: int = 1280 * 720
+    # the exported point cloud keeps pixels with depth_conf strictly above this (None: no absolute filter)
+    point_conf_above: float | None = None
 
 
 TINY_DEFAULTS = GenerationDefaults()
@@ -72,6 +79,19 @@ OFFICIAL_I2V_DEFAULTS = GenerationDefaults(
     guidance=5.0,
     max_pixels_cpu=336 * 592,
     max_pixels_cuda=720 * 1280,
+)
+# inference_wan22.py: 480x832, 81 frames, 50 steps, CFG 5, shift 5, empty negative prompt, PLY depth_conf > 1.5
+WAN22_DEFAULTS = GenerationDefaults(
+    frames=81,
+    height=480,
+    width=832,
+    steps=50,
+    guidance=5.0,
+    shift=5.0,
+    negative_prompt="",
+    max_pixels_cpu=480 * 832,
+    max_pixels_cuda=720 * 1280,
+    point_conf_above=1.5,
 )
 
 
@@ -87,6 +107,9 @@ class LoadedModel:
     defaults: GenerationDefaults
     trained: bool
     tiled_decode: bool = False
+    # two-expert models (Wan2.2-Fun-A14B): both experts, one on the device at a time; ``model`` is the low
+    # expert then (its config is the model's config; the pipeline runs the experts through this)
+    experts: ExpertResidency | None = field(default=None)
 
     def limits(self, device: torch.device) -> SizeLimits:
         cap = self.defaults.max_pixels_cuda if device.type == "cuda" else self.defaults.max_pixels_cpu
@@ -227,6 +250,70 @@ def load_official_folder(folder: Path, device: torch.device, dtype: torch.dtype)
     )
 
 
+@dataclass(frozen=True)
+class Wan22Sizes:
+    """Sizes of the Wan2.2 parts built before their weights are read (full size unless a test shrinks them)."""
+
+    model: FantasyWorldConfig
+    text: UMT5Config
+    vae: WanVAEConfig
+
+
+def wan22_sizes() -> Wan22Sizes:
+    """The published sizes: one ``wan2.2-fun-a14b`` config for both experts, umT5-XXL, the Wan2.1 VAE."""
+    return Wan22Sizes(
+        fantasy_world_config("wan2.2-fun-a14b"), UMT5_PRESETS["umt5-xxl"], wan_vae_config("wan2.1")
+    )
+
+
+def is_wan22_folder(folder: Path) -> bool:
+    """A folder with the FantasyWorld Wan2.2 expert files (``high_noise_model.pth`` / ``low_noise_model.pth``)."""
+    return (folder / "high_noise_model.pth").is_file() or (folder / "low_noise_model.pth").is_file()
+
+
+def load_wan22_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """FantasyWorld-Wan2.2-Fun-A14B: two experts kept in host memory (one on ``device`` at a time), umT5, VAE.
+
+    Each expert is built the official way (base shards, reward LoRA merged at 0.55 in bf16, expert file laid
+    over); :class:`ExpertResidency` then parks both in (pinned, on CUDA) host memory. About 70 GB of host RAM.
+    """
+    from fantasy_world.models.fantasy.expert_residency import park_on_host
+    from fantasy_world.models.fantasy.experts import WAN22_FUN_EXPERTS
+    from fantasy_world.models.fantasy.official_wan22 import load_wan22_expert, resolve_wan22_folder
+    from fantasy_world.models.wan.umt5 import load_umt5
+    from fantasy_world.models.wan.vae import load_wan_vae
+
+    sizes = wan22_sizes()
+    files = resolve_wan22_folder(folder)  # every file present, before gigabytes are read
+    pin = device.type == "cuda"
+    experts: dict[str, FantasyWorldModel] = {}
+    for name in WAN22_FUN_EXPERTS.names:
+        experts[name], _ = load_wan22_expert(
+            files.expert_dirs[name],
+            files.reward_loras[name],
+            files.fantasy[name],
+            expert=name,
+            cfg=sizes.model,
+            device="cpu",
+            dtype=dtype,
+        )  # its key report is logged by the loader
+        park_on_host(experts[name], pin)  # parked now: at most one expert's loading copy exists at a time
+    residency = ExpertResidency(experts, WAN22_FUN_EXPERTS, device=device, pin=pin)
+    vae = load_wan_vae(files.vae, cfg=sizes.vae, device=device, dtype=torch.float32)
+    text = load_umt5(files.t5, tokenizer_dir=files.tokenizer, cfg=sizes.text, device=device, dtype=dtype)
+    return LoadedModel(
+        name="wan2.2-fun-a14b",
+        model=experts[WAN22_FUN_EXPERTS.low],
+        vae=vae.to(device).eval(),
+        text_encoder=text,
+        image_encoder=None,
+        defaults=dataclasses.replace(WAN22_DEFAULTS),
+        trained=True,
+        tiled_decode=device.type == "cuda",
+        experts=residency,
+    )
+
+
 def load_model(name_or_path: str | Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     """Resolve ``tiny``, one of our model folders, or an official FantasyWorld folder."""
     text = str(name_or_path)
@@ -236,7 +323,8 @@ def load_model(name_or_path: str | Path, device: torch.device, dtype: torch.dtyp
     if not folder.exists():
         raise CheckpointError(
             f"model {text!r}: not found; expected 'tiny', a model folder with {CONFIG_FILE}, or a folder with "
-            f"the official FantasyWorld model.pth and the {WAN_I2V_DIRNAME} files (see checkpoints/README.md)"
+            f"the official FantasyWorld model.pth and the {WAN_I2V_DIRNAME} files, or the official Wan2.2 "
+            "high_noise_model.pth / low_noise_model.pth and their files (see checkpoints/README.md)"
         )
     if not folder.is_dir():
         raise CheckpointError(f"model {text!r}: expected a folder, got a file")
@@ -244,11 +332,9 @@ def load_model(name_or_path: str | Path, device: torch.device, dtype: torch.dtyp
         return load_our_folder(folder, device, dtype)
     if (folder / "model.pth").is_file():
         return load_official_folder(folder, device, dtype)
-    if (folder / "high_noise_model.pth").is_file() or (folder / "low_noise_model.pth").is_file():
-        raise CheckpointError(
-            f"model folder {folder}: FantasyWorld-Wan2.2-Fun-A14B (two experts) is not supported by the "
-            "pipeline yet; expected a Wan2.1 folder (model.pth) or one of ours (fantasyworld.json)"
-        )
+    if is_wan22_folder(folder):
+        return load_wan22_folder(folder, device, dtype)
     raise CheckpointError(
-        f"model folder {folder}: holds neither {CONFIG_FILE} (our format) nor model.pth (official FantasyWorld)"
+        f"model folder {folder}: holds neither {CONFIG_FILE} (our format), model.pth (official FantasyWorld "
+        "Wan2.1) nor high_noise_model.pth / low_noise_model.pth (official FantasyWorld Wan2.2)"
     )

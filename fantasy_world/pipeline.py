@@ -2,9 +2,15 @@
 
 The pipeline owns the frozen encoders (text, optional CLIP image tower, VAE) and a
 :class:`~fantasy_world.models.fantasy.model.FantasyWorldModel`. One call validates the request, turns the
-camera path into Plücker maps (encoded once, reused every step), runs flow-matching sampling with
-classifier-free guidance, reads geometry out of the conditional pass at the last step (and optionally
+camera path into Plücker maps (encoded once per model, reused every step), runs flow-matching sampling
+with classifier-free guidance, reads geometry out of the conditional pass at the last step (and optionally
 every K steps as a live preview), decodes the video and returns a :class:`WorldResult`.
+
+Two-expert models (Wan2.2-Fun-A14B) run through the same call: each step's expert is chosen by the
+official rule (high while the bf16 model timestep is > 900), the inactive expert stays in host memory
+(:class:`~fantasy_world.models.fantasy.expert_residency.ExpertResidency`, one move at the switch), each
+expert encodes the camera with its own control adapter, and previews and the final geometry come from the
+low expert only. Such models take a first and an optional last frame (``end_image``), without CLIP.
 """
 
 from __future__ import annotations
@@ -29,10 +35,11 @@ from fantasy_world.camera import CameraSource, CameraTrajectory, plucker_rays, r
 from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputError, OutOfMemory
 from fantasy_world.geometry import WorldData
 from fantasy_world.model_folder import LoadedModel, load_model
+from fantasy_world.models.fantasy.image_condition import conditioning_mask, conditioning_video
 from fantasy_world.readout import PredictedGeometry, read_geometry
 from fantasy_world.sampling import flow_match_schedule, seeded_noise
 from fantasy_world.sampling.guidance import GuidanceRunner, SequentialGuidance
-from fantasy_world.sampling.sampler import PassInputs, sample
+from fantasy_world.sampling.sampler import PassInputs, StepModel, geometry_steps, sample
 from fantasy_world.utils.versions import package_versions
 from fantasy_world.validation import (
     check_frames,
@@ -75,6 +82,7 @@ class StepInfo:
     # compilation failed and the steps restart eagerly.
     phase: str = "denoising"
     message: str = ""
+    expert: str | None = None  # two-expert models: which expert ran the step
 
 
 COMPILING_MESSAGE = "compiling (once)"
@@ -225,10 +233,15 @@ class FantasyWorldPipeline:
         return pipe
 
     # ------------------------------------------------------------------ speed and memory switches
+    def _denoisers(self) -> list[torch.nn.Module]:
+        """The models that run the steps: both experts of a two-expert model, else the one model."""
+        experts = self.loaded.experts
+        return list(experts.experts.values()) if experts is not None else [self.model]
+
     @property
     def compiled(self) -> bool:
         """True while the model's repeated blocks are compiled (``enable_compile``)."""
-        return bool(compiled_blocks(self.model))
+        return all(compiled_blocks(m) for m in self._denoisers())
 
     def enable_compile(self, **options: Any) -> bool:
         """Regional ``torch.compile`` of the model's blocks on CUDA; a no-op on a CPU. Returns whether on.
@@ -242,7 +255,7 @@ class FantasyWorldPipeline:
         if self.compiled:
             return True
         try:
-            n = compile_blocks(self.model, **options)
+            n = sum(compile_blocks(m, **options) for m in self._denoisers() if not compiled_blocks(m))
         except (InputError, TypeError) as exc:
             log.warning("compile: staying eager (%s)", exc)
             return False
@@ -252,7 +265,8 @@ class FantasyWorldPipeline:
 
     def disable_compile(self) -> None:
         """Run the blocks eagerly again."""
-        uncompile_blocks(self.model)
+        for m in self._denoisers():
+            uncompile_blocks(m)
         self._warm.clear()
 
     def offload_encoders(self) -> None:
@@ -277,7 +291,13 @@ class FantasyWorldPipeline:
 
     @property
     def is_image_model(self) -> bool:
-        return self.model.cfg.dit.image_input
+        """Image-to-world: a start image is required."""
+        return self.model.cfg.takes_image
+
+    @property
+    def accepts_end_image(self) -> bool:
+        """First- and last-frame conditioning (Wan2.2-Fun): an optional ``end_image`` is accepted."""
+        return self.model.cfg.takes_end_image
 
     # ------------------------------------------------------------------ conditioning
     def encode_prompt(self, prompt: str) -> torch.Tensor:
@@ -336,6 +356,22 @@ class FantasyWorldPipeline:
         self._image_cache[key] = (clip_fea, y)
         return clip_fea, y
 
+    def _first_last_conditioning(
+        self, first: torch.Tensor, last: torch.Tensor | None, frames: int
+    ) -> torch.Tensor:
+        """Wan2.2-Fun's 20-channel ``y``: mask (1 on the first and, if given, the last frame) ‖ VAE latent of
+        (first image, grey frames, last image). No CLIP tokens."""
+        video = conditioning_video(
+            first.to(self.device, torch.float32),
+            frames,
+            None if last is None else last.to(self.device, torch.float32),
+        )
+        with torch.no_grad():
+            latent = self.vae.encode(video.to(self.vae_dtype))
+        lat_h, lat_w = latent.shape[3:]
+        mask = conditioning_mask(frames, lat_h, lat_w, last_frame=last is not None, device=self.device)
+        return torch.cat([mask, latent.float()], dim=1).to(self.dtype)
+
     @property
     def vae_dtype(self) -> torch.dtype:
         return next(self.vae.parameters()).dtype
@@ -349,6 +385,7 @@ class FantasyWorldPipeline:
         camera: CameraSource = "orbit",
         image: Any = None,
         *,
+        end_image: Any = None,
         negative_prompt: str | None = None,
         seed: int = 0,
         steps: int | None = None,
@@ -362,10 +399,14 @@ class FantasyWorldPipeline:
         on_step: Callable[[StepInfo], None] | None = None,
         cancel: CancelFlag = None,
         fps: float | None = None,
+        step_window: tuple[int, int] | None = None,
     ) -> WorldResult:
         """Generate one world; every argument is validated with a one-line error.
 
-        The result and the bundle it writes are described in docs/ARCHITECTURE.md.
+        ``end_image`` (models with first/last-frame conditioning, see :attr:`accepts_end_image`) is the last
+        video frame. ``step_window = (a, b)`` runs only steps a..b-1 of the schedule from the seeded noise:
+        for benchmarks (memory, expert switch), not for pictures. The result and the bundle it writes are
+        described in docs/ARCHITECTURE.md.
         """
         d = self.defaults
         prompt = check_prompt(prompt)
@@ -397,6 +438,23 @@ class FantasyWorldPipeline:
             )
         if image is None and self.is_image_model:
             raise InputError(f"image: model {self.name!r} is image-to-world; give a start image")
+        if end_image is not None and not self.accepts_end_image:
+            raise InputError(
+                f"end_image: model {self.name!r} takes no end image; only first/last-frame models "
+                "(wan2.2-fun-a14b) do"
+            )
+        if step_window is not None:
+            ok = (
+                isinstance(step_window, (tuple, list))
+                and len(step_window) == 2
+                and all(isinstance(v, int) for v in step_window)
+                and 0 <= step_window[0] < step_window[1] <= steps
+            )
+            if not ok:
+                raise InputError(
+                    f"step_window={step_window!r}: expected (first, stop) with 0 <= first < stop <= steps={steps}"
+                )
+            step_window = (int(step_window[0]), int(step_window[1]))
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -411,11 +469,17 @@ class FantasyWorldPipeline:
             official_double_scaled=self.model.cfg.plucker_mode == "official",
         )
         plucker = torch.as_tensor(plucker, dtype=self.dtype, device=self.device)[None]
-        camera_feat = self.model.encode_camera(plucker)
+        residency = self.loaded.experts
+        # one model: its camera features now; two experts: each expert's, once it is on the device
+        camera_feat = self.model.encode_camera(plucker) if residency is None else None
 
         cond, uncond = self._encode_prompts(prompt, negative_prompt if guidance != 1.0 else None)
         clip_fea = y = None
-        if image is not None:
+        if image is not None and self.accepts_end_image:
+            img = _image_to_tensor(image, height, width)
+            end = None if end_image is None else _image_to_tensor(end_image, height, width)  # RGB, like img
+            y = self._first_last_conditioning(img, end, frames)
+        elif image is not None:
             img = _image_to_tensor(image, height, width)
             clip_fea, y = self._image_conditioning(img, frames, height, width)
         timings["conditioning"] = time.perf_counter() - t0
@@ -424,30 +488,68 @@ class FantasyWorldPipeline:
         latents = seeded_noise(lat_shape, seed, self.device, torch.float32)
         schedule = flow_match_schedule(steps, shift=d.shift if shift is None else shift)
         inputs = PassInputs(cond, uncond, (height, width), camera=camera_feat, clip_fea=clip_fea, y=y)
+        last_step = (step_window[1] if step_window else steps) - 1
+        experts_ran: list[str] = []
+        select = geometry_at = None
+        switches_before = 0
+        if residency is not None:
+            table = residency.table
+            plan = table.plan(schedule.timesteps)
+            table.switch_step(schedule.timesteps)  # high then low, or an error
+            # previews only where the low expert runs: officially only its heads are ever read (last step)
+            geometry_at = [
+                want and (i == last_step or plan[i] == table.low)
+                for i, want in enumerate(geometry_steps(steps, preview_every))
+            ]
+            cameras: dict[str, torch.Tensor] = {}
+            switches_before = len(residency.switches)
+
+            def select(i: int, t: torch.Tensor) -> StepModel:
+                name, model = residency.for_timestep(t)
+                if name not in cameras:  # each expert's own control adapter
+                    cameras[name] = model.encode_camera(plucker)
+                experts_ran.append(name)
+                return StepModel(model, cameras[name])
+
         t1 = time.perf_counter()
 
         def step_done(i: int, step_geometry: Any) -> None:
             preview = None
-            if step_geometry is not None and i < steps - 1:
+            if step_geometry is not None and i < last_step:
                 preview = GeometryPreview(**vars(read_geometry(step_geometry, height, width)), step=i + 1)
             if on_step is not None:
                 on_step(
-                    StepInfo(i + 1, steps, float(schedule.timesteps[i]), time.perf_counter() - t1, preview)
+                    StepInfo(
+                        i + 1,
+                        steps,
+                        float(schedule.timesteps[i]),
+                        time.perf_counter() - t1,
+                        preview,
+                        expert=experts_ran[-1] if experts_ran else None,
+                    )
                 )
 
         def denoise() -> tuple[torch.Tensor, Any]:
-            return sample(
-                self.model,
-                self.guidance_runner,
-                schedule,
-                latents.clone(),
-                inputs,
-                guidance=guidance,
-                dtype=self.dtype,
-                preview_every=preview_every,
-                on_step=step_done,
-                cancelled=lambda: _cancelled(cancel),
-            )
+            experts_ran.clear()  # a compile fallback restarts the steps
+            try:
+                return sample(
+                    None if residency is not None else self.model,
+                    self.guidance_runner,
+                    schedule,
+                    latents.clone(),
+                    inputs,
+                    guidance=guidance,
+                    dtype=self.dtype,
+                    preview_every=preview_every,
+                    on_step=step_done,
+                    cancelled=lambda: _cancelled(cancel),
+                    select=select,
+                    geometry_at=geometry_at,
+                    window=step_window,
+                )
+            finally:
+                if residency is not None:
+                    residency.release()  # the next generation starts with the high expert; free the card
 
         def notify(phase: str, message: str) -> None:
             if on_step is not None:
@@ -467,6 +569,20 @@ class FantasyWorldPipeline:
         meta = self._meta(
             prompt, negative_prompt, seed, steps, guidance, frames, height, width, camera, scene_scale
         )
+        if self.accepts_end_image:
+            meta["end_image"] = end_image is not None
+        if step_window is not None:
+            meta["step_window"] = list(step_window)
+        if residency is not None:
+            meta["experts"] = experts_ran
+            meta["geometry_expert"] = experts_ran[-1]
+            meta["expert_boundary"] = residency.table.boundary
+            meta["expert_switches"] = [
+                {"from": r.offloaded, "to": r.loaded, "seconds": round(r.seconds, 4), "bytes": r.bytes_moved}
+                for r in residency.switches[switches_before:]
+            ]
+        if d.point_conf_above is not None:
+            meta["point_conf_above"] = d.point_conf_above  # the bundle's point filter default for this model
         return WorldResult(
             images=images,
             **vars(predicted),

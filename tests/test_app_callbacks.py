@@ -190,3 +190,14 @@ def test_failed_path_file_keeps_the_previous_path(studio, tmp_path, edit, match)
     assert "fw-error" in status and match in status and str(tmp_path) not in status, status
     assert studio.registry.get("a").editor.path is before
     assert "fw-error" not in studio.set_frames(13, request=req())  # the old path still works
+
+
+def test_end_image_is_refused_for_a_model_without_one(studio, tmp_path):
+    from PIL import Image
+
+    end = tmp_path / "end.png"
+    Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(end)
+    gen = studio.generate("a ball", "", None, "tiny", 5, 32, 48, 1, 1.0, 0, 0, 10_000, req(), None, str(end))
+    out = _drain(gen)
+    assert "fw-error" in out[-1][0] and "takes no end image" in out[-1][0], out[-1][0]
+    assert studio.pipelines.loaded_name is None  # refused before any model loads

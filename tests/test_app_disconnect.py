@@ -99,6 +99,11 @@ def gen(steps: int) -> list:
     return ["a ball", "", None, "tiny", 5, 32, 48, steps, 1.0, 0, 0, 10_000]
 
 
+def page_gen(steps: int) -> list:
+    """The page's generate inputs: ``gen`` plus the end-image box (empty)."""
+    return [*gen(steps), None]
+
+
 def test_dropped_client_stops_its_run_and_the_next_visitor_starts_within_a_step(served):
     server, studio, pipe = served
     (a, fns), (b, _) = _page(server), _page(server)
@@ -106,14 +111,14 @@ def test_dropped_client_stops_its_run_and_the_next_visitor_starts_within_a_step(
         _join(client, fns["on_load"], [], tab)
         _watch(client, tab, ["fw-viewer"])
 
-    _join(b, fns["generate"], gen(2), "tab-b")  # baseline: first-step latency on an idle GPU
+    _join(b, fns["generate"], page_gen(2), "tab-b")  # baseline: first-step latency on an idle GPU
     t0 = time.monotonic()
     baseline = _watch(b, "tab-b", ["Denoising step 1/2", "fw-ok"])[0] - t0
 
-    _join(a, fns["generate"], gen(LONG), "tab-a")
+    _join(a, fns["generate"], page_gen(LONG), "tab-a")
     dropped_at = _watch(a, "tab-a", [f"Denoising step 2/{LONG}"], drop=True)[0]  # the client goes away
     a.close()
-    _join(b, fns["generate"], gen(2), "tab-b")
+    _join(b, fns["generate"], page_gen(2), "tab-b")
     t0 = time.monotonic()
     after_drop = _watch(b, "tab-b", ["Denoising step 1/2", "fw-ok"])[0] - t0
     print(f"first step: idle GPU {baseline:.2f} s, right after a dropped {LONG}-step run {after_drop:.2f} s")

@@ -234,7 +234,7 @@ def test_corrupt_start_image_is_refused_cleared_and_the_page_keeps_working(serve
     assert status == 200 and out[0].get("value", "missing") is None, out  # the box is cleared
     assert "fake.png" in out[1] and "fw-error" in out[1] and "expected" in out[1]
     assert "/tmp" not in text and str(Path(stored).parent) not in text and "Traceback" not in text
-    generate = ["a ball", "", file_data(stored), "tiny", 5, 32, 48, 1, 1.0, 0, 0, 10_000]
+    generate = ["a ball", "", file_data(stored), "tiny", 5, 32, 48, 1, 1.0, 0, 0, 10_000, None]
     status, out = call(page, fn_index["generate"], generate, "img-tab")
     assert status == 200 and "fake.png" in out[0] and "fw-error" in out[0], out
     assert "/tmp" not in json.dumps(out) and "UnidentifiedImageError" not in json.dumps(out)

@@ -1,15 +1,25 @@
 """Expert table of the two-expert Wan2.2 model: the official bf16 / strictly-greater rule, and diffusers'
-``boundary_ratio`` switch (WanPipeline with transformer + transformer_2) as an independent reference."""
+``boundary_ratio`` switch (WanPipeline with transformer + transformer_2) as an independent reference, both
+per decision and for a whole guided sampling loop across the switch."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
 
+from bench.harness.diffusers_ref import to_diffusers
 from fantasy_world.errors import InputError
+from fantasy_world.models.fantasy.expert_residency import ExpertResidency
 from fantasy_world.models.fantasy.experts import WAN22_FUN_EXPERTS, ExpertTable, expert_table
+from fantasy_world.models.fantasy.model import FantasyWorldOutput
+from fantasy_world.models.wan.config import wan_dit_config
+from fantasy_world.models.wan.dit import WanDiT
 from fantasy_world.sampling.flow_matching import flow_match_schedule
+from fantasy_world.sampling.guidance import SequentialGuidance
+from fantasy_world.sampling.sampler import PassInputs, StepModel, sample
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -132,3 +142,130 @@ def test_expert_table_matches_diffusers_boundary_ratio_away_from_bf16_ties() -> 
     for t, r, o in zip(probe, ref, ours):
         if abs(t - 900.0) > 2.0:  # bf16 spacing at 900 is 4: farther than half of it, the rules agree
             assert r == o, t
+
+
+class _DiTOnly(torch.nn.Module):
+    """A Wan DiT behind FantasyWorldModel's call signature (the loop under test only needs the velocity)."""
+
+    def __init__(self, dit: WanDiT, tag: str) -> None:
+        super().__init__()
+        self.dit, self.tag = dit, tag
+
+    def forward(
+        self, x, t, context, clip_fea=None, y=None, camera=None, return_geometry=False, image_hw=None
+    ):  # noqa: ANN001
+        return FantasyWorldOutput(self.dit(x, t, context), self.tag if return_geometry else None)
+
+
+@torch.no_grad()
+def test_two_expert_sampling_loop_matches_diffusers_wan22_pipeline() -> None:
+    """Our sampler choosing experts through ExpertResidency (CFG 5, 4 steps across the switch, no bf16 tie)
+    against diffusers' WanPipeline with transformer / transformer_2 and boundary_ratio 0.9, same weights."""
+    cfg = wan_dit_config(
+        "wan2.1-t2v-1.3b", dim=24, ffn_dim=32, num_heads=2, num_layers=2, text_dim=8, freq_dim=16, text_len=6
+    )
+    dits, refs = {}, {}
+    g = torch.Generator().manual_seed(11)
+    for name in ("high", "low"):
+        dit = WanDiT(cfg).eval()
+        for pname, p in dit.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            p.copy_(
+                noise / math.sqrt(p[0].numel())
+                if p.ndim >= 2 and "modulation" not in pname
+                else 0.1 * noise + 1
+            )
+        dits[name] = dit
+        ref = WanTransformer3DModel(
+            patch_size=cfg.patch_size,
+            num_attention_heads=cfg.num_heads,
+            attention_head_dim=cfg.head_dim,
+            in_channels=16,
+            out_channels=16,
+            text_dim=cfg.text_dim,
+            freq_dim=cfg.freq_dim,
+            ffn_dim=cfg.ffn_dim,
+            num_layers=cfg.num_layers,
+            cross_attn_norm=True,
+            eps=cfg.eps,
+            image_dim=None,
+        ).eval()
+        ref.load_state_dict(to_diffusers(dit.state_dict()), strict=True)
+        refs[name] = ref
+    schedule = flow_match_schedule(4, shift=5.0)
+    assert WAN22_FUN_EXPERTS.plan(schedule.timesteps) == ["high", "high", "low", "low"]
+    latents = torch.randn(1, 16, 2, 4, 6, generator=g)
+    cond = torch.randn(1, cfg.text_len, cfg.text_dim, generator=g)
+    uncond = torch.randn(1, cfg.text_len, cfg.text_dim, generator=g)
+
+    residency = ExpertResidency(
+        {n: _DiTOnly(d, n) for n, d in dits.items()}, WAN22_FUN_EXPERTS, "cpu", pin=False
+    )
+    ran: list[str] = []
+
+    def select(i: int, t: torch.Tensor) -> StepModel:
+        name, model = residency.for_timestep(t)
+        ran.append(name)
+        return StepModel(model, None)
+
+    ours, geometry = sample(
+        None,
+        SequentialGuidance(),
+        schedule,
+        latents.clone(),
+        PassInputs(cond, uncond, (32, 48)),
+        guidance=5.0,
+        dtype=torch.float32,
+        select=select,
+    )
+    assert ran == ["high", "high", "low", "low"] and geometry == "low"
+
+    scheduler = _ScheduleOverride(shift=5.0)
+    scheduler.probe = [float(t) for t in schedule.timesteps]
+    pipe = WanPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        vae=None,
+        scheduler=scheduler,
+        transformer=refs["high"],
+        transformer_2=refs["low"],
+        boundary_ratio=0.9,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    want = pipe(
+        prompt_embeds=cond,
+        negative_prompt_embeds=uncond,
+        guidance_scale=5.0,
+        guidance_scale_2=5.0,
+        height=32,
+        width=48,
+        num_frames=5,
+        num_inference_steps=4,
+        latents=latents.clone(),
+        output_type="latent",
+    ).frames
+    assert ((ours - want).norm() / want.norm()).item() < 1e-5
+
+
+def test_step_cache_never_reuses_a_step_across_the_expert_switch() -> None:
+    """A cached velocity belongs to the expert that computed it: the first step of the other expert runs."""
+    from fantasy_world.sampling.step_cache import StepCache, StepCacheConfig
+
+    class Const(torch.nn.Module):
+        def __init__(self, value: float) -> None:
+            super().__init__()
+            self.value, self.calls = value, 0
+
+        def forward(self, x, t, context, **_):  # noqa: ANN001
+            self.calls += 1
+            return FantasyWorldOutput(torch.full_like(x, self.value), None)
+
+    high, low = Const(1.0), Const(2.0)
+    cache = StepCache(SequentialGuidance(), StepCacheConfig(threshold=1e9, warmup=2, max_skip=5))
+    cache.reset()
+    x, ctx = torch.zeros(1, 1), torch.zeros(1, 1)
+    for i, (model, t) in enumerate([(high, 950.0), (high, 940.0), (high, 930.0), (low, 890.0), (low, 880.0)]):
+        out, _ = cache(model, x, torch.tensor([t]), ctx, None, want_geo=False)
+        assert out.velocity.item() == model.value, i  # never the other expert's velocity
+    # step 3 reused high's velocity; after the switch the drift rate starts over: low computes both its steps
+    assert (high.calls, low.calls) == (2, 2)

@@ -12,7 +12,7 @@ import torch
 
 from fantasy_world.checkpoints.io import load_into_model, save_state_dict
 from fantasy_world.errors import CheckpointError
-from fantasy_world.models.fantasy.config import fantasy_world_config, reduced
+from fantasy_world.models.fantasy.config import FantasyWorldConfig, fantasy_world_config, reduced
 from fantasy_world.models.fantasy.model import FantasyWorldModel
 from fantasy_world.models.fantasy.official_checkpoint import (
     is_wan_key,
@@ -126,21 +126,23 @@ def test_every_real_reward_lora_name_resolves_at_full_size(official_keys) -> Non
     assert wan["dit.blocks.7.cross_attn.o.weight"].dtype == torch.bfloat16
 
 
-def _random_reduced(seed: int) -> FantasyWorldModel:
+def _random_reduced(seed: int, cfg: FantasyWorldConfig | None = None) -> FantasyWorldModel:
     torch.manual_seed(seed)
-    model = FantasyWorldModel(reduced(fantasy_world_config("wan2.2-fun-a14b")))
+    model = FantasyWorldModel(cfg or reduced(fantasy_world_config("wan2.2-fun-a14b")))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
     return model
 
 
-def _write_release(root: Path, official_keys) -> dict[str, dict]:
-    """A synthesised download (layout of README), reduced widths, real names; returns what was written."""
+def write_release(root: Path, official_keys, cfg: FantasyWorldConfig | None = None) -> dict[str, dict]:
+    """A synthesised download (layout of README), reduced widths, real names; returns what was written.
+
+    The VAE and umT5 files are left empty (tests that run the pipeline write small real ones)."""
     base = root / "Wan2.2-Fun-A14B-Control-Camera"
     written: dict[str, dict] = {}
     for i, expert in enumerate(("high", "low")):
-        model = _random_reduced(10 + i)
+        model = _random_reduced(10 + i, cfg)
         assert set(official_state_dict(model, include_wan=True)) == set(official_keys)
         wan = {k[len("dit.") :]: v.to(torch.bfloat16) for k, v in model.state_dict().items() if is_wan_key(k)}
         folder = base / EXPERT_DIRS[expert]
@@ -178,7 +180,7 @@ def _write_release(root: Path, official_keys) -> dict[str, dict]:
 
 
 def test_both_experts_load_from_the_release_layout(tmp_path: Path, official_keys) -> None:
-    written = _write_release(tmp_path, official_keys)
+    written = write_release(tmp_path, official_keys)
     models, reports, files = load_official_wan22(tmp_path, cfg=written["high"]["model"].cfg)
     assert files.tokenizer == tmp_path / "Wan2.2-Fun-A14B-Control-Camera" / "google" / "umt5-xxl"
     bf = torch.bfloat16
@@ -209,7 +211,7 @@ def test_both_experts_load_from_the_release_layout(tmp_path: Path, official_keys
 
 
 def test_strict_key_reports_name_the_problem(tmp_path: Path, official_keys) -> None:
-    written = _write_release(tmp_path, official_keys)
+    written = write_release(tmp_path, official_keys)
     cfg = written["high"]["model"].cfg
     high = tmp_path / "Wan2.2-Fun-A14B-Control-Camera" / "high_noise_model"
     assert [p.name for p in expert_shards(high)][
@@ -243,9 +245,9 @@ def test_strict_key_reports_name_the_problem(tmp_path: Path, official_keys) -> N
         resolve_wan22_folder(tmp_path)
 
 
-def test_model_folder_names_the_pending_wan22_support(tmp_path: Path) -> None:
+def test_model_folder_takes_a_wan22_folder_and_names_missing_files(tmp_path: Path) -> None:
     from fantasy_world.model_folder import load_model
 
     (tmp_path / EXPERT_FILES["high"]).write_bytes(b"")
-    with pytest.raises(CheckpointError, match="Wan2.2-Fun-A14B .* not supported by the pipeline yet"):
+    with pytest.raises(CheckpointError, match="Wan2.2-Fun-A14B-Control-Camera"):
         load_model(tmp_path, torch.device("cpu"), torch.float32)

@@ -42,5 +42,8 @@ def speed_up(
         runner = StepCache(runner, StepCacheConfig(threshold=float(step_cache)))
     pipe.guidance_runner = runner
     if compile:
-        compile_blocks(pipe.model)
+        residency = getattr(getattr(pipe, "loaded", None), "experts", None)
+        # two-expert models (Wan2.2): both experts run, each gets its own compiled blocks
+        for model in residency.experts.values() if residency is not None else [pipe.model]:
+            compile_blocks(model)
     return pipe

@@ -47,6 +47,7 @@ def write_bundle(
     max_points: int | None = 1_000_000,
     conf_percentile: float = 0.0,
     conf_threshold: float | None = None,
+    conf_above: float | None | Literal["model"] = "model",
     stride: int = 1,
     flying_threshold: float | None = 0.05,
     point_source: Literal["depth", "points"] = "depth",
@@ -59,15 +60,20 @@ def write_bundle(
 
     The point cloud (PLY, GLB, points3D.txt) is ``point_source`` ("depth": unprojected depth with the
     predicted cameras, as the official exporter; "points": the point head) filtered per :class:`PointFilter`.
-    ``fps`` defaults to ``data.fps``; ``meta`` is merged over ``data.meta`` into meta.json, whose one
+    ``conf_above="model"`` takes the generating model's default (``meta["point_conf_above"]``, e.g. 1.5
+    for Wan2.2: keep ``depth_conf > 1.5``; none for the others). ``fps`` defaults to ``data.fps``; ``meta`` is merged over ``data.meta`` into meta.json, whose one
     ``timings`` entry holds the run's stage times (``data.timings``) and this export's.
     """
     start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fps = data.fps if fps is None else float(fps)
+    if conf_above == "model":
+        model_default = data.meta.get("point_conf_above")
+        conf_above = None if model_default is None else float(model_default)
     options = PointFilter(
         conf_threshold=conf_threshold,
+        conf_above=conf_above,
         conf_percentile=conf_percentile,
         stride=stride,
         flying_threshold=flying_threshold,
@@ -112,6 +118,7 @@ def write_bundle(
         point_source=point_source,
         point_filter={
             "conf_threshold": conf_threshold,
+            "conf_above": conf_above,
             "conf_percentile": conf_percentile,
             "stride": stride,
             "flying_threshold": flying_threshold,

@@ -52,11 +52,14 @@ class PointFilter:
     """How dense maps become a cloud. Defaults keep everything finite except flying pixels, capped at 1 M.
 
     ``conf_percentile`` drops that percentage of the lowest-confidence points (VGGT-demo semantics);
-    ``conf_threshold`` is an absolute minimum confidence; ``flying_threshold`` is the relative depth
+    ``conf_threshold`` is an absolute minimum confidence (kept: ``conf >= conf_threshold``, the official
+    Wan2.1 exporter); ``conf_above`` keeps ``conf > conf_above`` (strictly, the official Wan2.2 exporter's
+    ``depth_conf > 1.5``); ``flying_threshold`` is the relative depth
     jump to a neighbour beyond which a pixel is treated as a flying pixel (None disables the test).
     """
 
     conf_threshold: float | None = None
+    conf_above: float | None = None
     conf_percentile: float = 0.0
     stride: int = 1
     flying_threshold: float | None = 0.05
@@ -110,9 +113,12 @@ def build_point_cloud(
             raise InputError(f"conf: expected shape {list(grid)}, got {list(conf.shape)}")
         if options.conf_threshold is not None:
             keep &= conf_threshold_mask(conf, options.conf_threshold)
+        if options.conf_above is not None:
+            with np.errstate(invalid="ignore"):
+                keep &= conf > options.conf_above
         if options.conf_percentile > 0:
             keep = conf_percentile_mask(conf, options.conf_percentile, valid=keep)
-    elif options.conf_threshold is not None or options.conf_percentile > 0:
+    elif options.conf_threshold is not None or options.conf_above is not None or options.conf_percentile > 0:
         raise InputError("conf: confidence filtering was requested but no confidence map was given")
     idx = np.flatnonzero(keep)
     idx = idx[cap_indices(idx.size, options.max_points, options.seed)]

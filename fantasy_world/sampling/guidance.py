@@ -63,7 +63,7 @@ def unconditional_velocity(
         return model(
             x, t, context, clip_fea=clip_fea, y=y, camera=camera, return_geometry=False, image_hw=image_hw
         ).velocity
-    return model.dit(x, t, context, clip_fea=clip_fea, y=y, camera=camera)
+    return model.video_velocity(x, t, context, clip_fea=clip_fea, y=y, camera=camera)
 
 
 class SequentialGuidance(GuidanceRunner):

@@ -63,6 +63,7 @@ class StepCache(GuidanceRunner):
         self._last: PassResult | None = None
         self._rate: float | None = None
         self._skipped_in_row = 0
+        self._model_id: int | None = None
         self.computed = 0
         self.skipped = 0
 
@@ -79,6 +80,10 @@ class StepCache(GuidanceRunner):
         self, model, x, t, cond, uncond, *, want_geo, clip_fea=None, y=None, camera=None, image_hw=None
     ) -> PassResult:
         t_now = float(t.reshape(-1)[0])
+        if self._model_id is not None and id(model) != self._model_id:
+            # another model (the other expert of a two-expert model): its output is not the cached one's
+            self._last, self._rate, self._t_last = None, None, None
+        self._model_id = id(model)
         if self._last is not None and self._skip(t_now, want_geo):
             self.skipped += 1
             self._skipped_in_row += 1

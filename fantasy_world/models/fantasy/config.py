@@ -176,6 +176,16 @@ class FantasyWorldConfig:
         """True when the camera enters through Wan-Fun's control adapter (the Wan2.2-Fun camera path)."""
         return self.control_channels > 0
 
+    @property
+    def takes_image(self) -> bool:
+        """Image-to-world: the DiT takes conditioning channels ``y`` (with CLIP tokens on Wan2.1 I2V)."""
+        return self.dit.image_input or self.dit.in_dim > self.dit.out_dim
+
+    @property
+    def takes_end_image(self) -> bool:
+        """First- and last-frame conditioning without CLIP (Wan2.2-Fun): an optional end image is accepted."""
+        return self.takes_image and not self.dit.image_input
+
 
 def _divisible(name: str, a_name: str, a: int, b_name: str, b: int) -> None:
     if a <= 0 or b <= 0 or a % b:

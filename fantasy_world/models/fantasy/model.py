@@ -261,6 +261,29 @@ class FantasyWorldModel(nn.Module):
             geometry = self.decode_geometry(intermediates, (h, w), tuple(image_hw))
         return FantasyWorldOutput(velocity=velocity, geometry=geometry)
 
+    def video_velocity(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        clip_fea: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        camera: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The Wan DiT alone (no geometry branch, no bicross) with this model's camera path and timestep
+        rounding: the opt-in cheap negative pass of :class:`~fantasy_world.sampling.guidance.SequentialGuidance`."""
+        if self.cfg.bf16_timestep:
+            t = torch.as_tensor(t, device=x.device).to(torch.bfloat16).float()
+        if not self.cfg.has_control:
+            return self.dit(x, t, context, clip_fea=clip_fea, y=y, camera=camera)
+        state = self.dit.embed(x, t, context, clip_fea=clip_fea, y=y)
+        f, h, w = state.grid
+        camera = self._check_camera(camera, x.shape[0], f * h * w)
+        tokens = state.tokens if camera is None else state.tokens + camera.to(state.tokens.dtype)
+        for block in self.dit.blocks:
+            tokens = block(tokens, state, None)
+        return self.dit.finalize(tokens, state)
+
     def decode_geometry(
         self, intermediates: list[torch.Tensor], token_hw: tuple[int, int], image_hw: tuple[int, int]
     ) -> GeometryOutput:
