@@ -26,6 +26,7 @@ from fantasy_world.camera import CameraSource, CameraTrajectory, plucker_rays, r
 from fantasy_world.errors import GenerationCancelled, InputError, OutOfMemory
 from fantasy_world.geometry import WorldData
 from fantasy_world.model_folder import LoadedModel, load_model
+from fantasy_world.quant.selection import is_quantized
 from fantasy_world.readout import PredictedGeometry, read_geometry
 from fantasy_world.sampling import flow_match_schedule, seeded_noise
 from fantasy_world.sampling.guidance import GuidanceRunner, SequentialGuidance
@@ -185,13 +186,19 @@ class FantasyWorldPipeline:
         name_or_path: str | Path = "tiny",
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
+        fp8: bool = False,
     ) -> FantasyWorldPipeline:
-        """Load a named config (``tiny``) or a model folder; device/dtype default to CUDA+bf16 or CPU+fp32."""
-        from fantasy_world.utils.runtime import pick_device, pick_dtype
+        """Load a named config (``tiny``) or a model folder; device/dtype default to CUDA+bf16 or CPU+fp32.
+
+        ``fp8=True`` runs the DiT and geometry-branch linears in FP8 (``fantasy_world.quant``; README "FP8
+        mode"): FP8 GEMMs on sm89+ GPUs, an exact emulation on the CPU. Best with regional compile.
+        """
+        from fantasy_world.utils.runtime import check_fp8, pick_device, pick_dtype
 
         dev = pick_device(device)
         dt = pick_dtype(dev, dtype)
-        loaded = load_model(name_or_path, device=dev, dtype=dt)
+        check_fp8(fp8, dev)
+        loaded = load_model(name_or_path, device=dev, dtype=dt, fp8=fp8)
         return cls(loaded, dev, dt)
 
     @property
@@ -434,5 +441,6 @@ class FantasyWorldPipeline:
             "scene_scale": scene_scale,
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
+            "fp8": is_quantized(self.model),
             "versions": package_versions(),
         }
