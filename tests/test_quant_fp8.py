@@ -179,3 +179,20 @@ def test_cli_fp8_flag_parses_and_bad_device_is_one_line(capsys) -> None:
     assert main([*base, "--fp8", "--device", "meta"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: fp8 on device 'meta'") and "\n" not in err
+
+
+def test_block_swap_moves_fp8_weights_and_keeps_outputs_bit_exact() -> None:
+    """FP8 tensors are parameters, so the block-swap offload streams them like bf16 ones (24 GB cards)."""
+    from fantasy_world.accel.offload import enable_block_swap
+
+    model, x, t, cond, _, kw = gated_model_step(5)
+    model.requires_grad_(False)
+    quantize_model(model)
+    with torch.no_grad():
+        ref = model(x, t, cond, **kw).velocity
+        swap = enable_block_swap(model, "cpu")
+        fp8_host = [s for s in swap._slots if torch.float8_e4m3fn in s.cpu]
+        assert fp8_host, "no FP8 weights in the swapped units"
+        out = model(x, t, cond, **kw).velocity
+    swap.remove()
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
