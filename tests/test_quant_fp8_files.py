@@ -202,3 +202,50 @@ def test_14b_dit_in_fp8_is_about_17_gb_from_the_official_key_shapes() -> None:
     assert official == ours
     fp8_gb, bf16_gb = state_bytes(dit, fp8=True) / 1e9, state_bytes(dit, fp8=False) / 1e9
     assert 16.0 < fp8_gb < 17.5 and 32.0 < bf16_gb < 33.5, (fp8_gb, bf16_gb)
+
+
+def test_official_fantasyworld_over_a_shared_fp8_wan_file(tmp_path) -> None:
+    """model.pth (bf16 geometry branch, camera adapters) laid over a Kijai-style FP8 Wan file, in FP8 mode."""
+    from fantasy_world.models.fantasy.config import reduced
+    from fantasy_world.models.fantasy.official_checkpoint import (
+        is_wan_key,
+        load_official_fantasyworld,
+        official_state_dict,
+    )
+
+    torch.manual_seed(6)
+    model = FantasyWorldModel(reduced(fantasy_world_config("wan2.1-i2v-14b"))).eval()
+    fp8_names = set(fp8_layer_names(model))
+    wan, dense = {}, {}
+    for key, value in model.state_dict().items():
+        if not is_wan_key(key):
+            continue
+        if key[: -len(".weight")] in fp8_names:
+            s = value.abs().amax() / 448.0
+            wan["model.diffusion_model." + key[4:]] = (value / s).to(FP8)
+            wan["model.diffusion_model." + key[4:-7] + ".scale_weight"] = s.reshape(())
+            dense[key] = (value / s).to(FP8).float() * s
+        else:
+            wan["model.diffusion_model." + key[4:]] = value
+    wan_dir = tmp_path / "Wan2.1-I2V-14B-480P"
+    wan_dir.mkdir()
+    save_file(wan, str(wan_dir / "Wan2_1-I2V-14B-480P_fp8_e4m3fn.safetensors"))
+    torch.save(official_state_dict(model, include_wan=False), tmp_path / "model.pth")
+
+    source = pick_wan_dit_source(wan_dir, fp8=True)
+    loaded, report = load_official_fantasyworld(
+        source, tmp_path / "model.pth", dtype=None, cfg=model.cfg, fp8=True
+    )
+    assert report.ok
+    for name in fp8_names:
+        layer = loaded.get_submodule(name)
+        assert isinstance(layer, FP8Linear), name
+        want = dense.get(name + ".weight")
+        if want is None:  # geometry-branch linears come from model.pth in fp32 and are quantised on load
+            want = model.get_submodule(name).weight
+            assert 0 < (layer.dequantized_weight(torch.float32) - want).abs().max() <= want.abs().max() / 16
+        else:
+            torch.testing.assert_close(layer.dequantized_weight(torch.float32), want, rtol=1e-6, atol=0)
+    adapter = loaded.dit.blocks[0].cross_attn.camera_adapter.k_proj.group1
+    assert isinstance(adapter, torch.nn.Linear)
+    assert torch.equal(adapter.weight, model.dit.blocks[0].cross_attn.camera_adapter.k_proj.group1.weight)
