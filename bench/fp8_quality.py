@@ -16,7 +16,8 @@ the model dtype (fp32 on CPU, bf16 on CUDA) and once with ``fp8=True``, same pro
 Reported per world and on average: video PSNR (uint8 frames), depth abs-rel difference
 mean(|d_fp8 − d_ref| / d_ref), camera rotation difference (degrees, per frame, mean and max) and
 translation difference (‖t_fp8 − t_ref‖ relative to the mean camera distance from the first camera).
-``--noise-floor`` adds the same comparison for a bf16 pipeline against fp32 (CPU), as a yardstick.
+``--noise-floor`` adds the same comparison for a bf16 pipeline against fp32 (CPU), as a yardstick;
+``--dit-only`` adds FP8 in the Wan blocks only (geometry branch in the model dtype).
 On the CPU the FP8 GEMMs are emulated exactly (both operands quantised as on the GPU, fp32 accumulation).
 
 Writes ``fp8_quality.json`` to ``--out`` and prints tables.
@@ -235,12 +236,16 @@ def part_b(args, device, budget: Budget) -> dict:
 
     ref_pipe = FantasyWorldPipeline.from_pretrained(args.model, device=device)
     variants = {"fp8": dict(fp8=True)}
+    if args.dit_only:
+        variants["fp8-dit-only"] = {}
     if args.noise_floor:
         variants["bf16"] = dict(dtype="bf16")
     pipes = {
         name: FantasyWorldPipeline.from_pretrained(args.model, device=device, **kw)
         for name, kw in variants.items()
     }
+    if "fp8-dit-only" in pipes:
+        quantize_model(pipes["fp8-dit-only"].model, scope="dit")
     rows, times = [], {"reference": [], **{k: [] for k in variants}}
     for i in range(args.worlds):
         if budget.left() < 10:
@@ -302,6 +307,7 @@ def main() -> int:
     p.add_argument("--worlds", type=int, default=3)
     p.add_argument("--steps", type=int, default=None, help="part (b) steps (default: the model's)")
     p.add_argument("--noise-floor", action="store_true", help="part (b): also bf16 against fp32")
+    p.add_argument("--dit-only", action="store_true", help="part (b): also FP8 in the DiT blocks only")
     args = p.parse_args()
 
     from fantasy_world.utils.runtime import pick_device

@@ -38,10 +38,17 @@ log = logging.getLogger(__name__)
 _KEEP = ("camera_adapter",)
 
 
-def _region_roots(model: nn.Module) -> list[tuple[str, nn.Module]]:
+SCOPES = ("all", "dit")  # "dit": the Wan blocks only, the geometry branch stays in the model dtype
+
+
+def _region_roots(model: nn.Module, scope: str = "all") -> list[tuple[str, nn.Module]]:
     """(prefix, module) pairs whose linears FP8 mode quantises."""
+    if scope not in SCOPES:
+        raise ValueError(f"fp8 scope {scope!r}: expected one of {', '.join(SCOPES)}")
     if hasattr(model, "irg") and hasattr(model, "dit"):  # FantasyWorldModel
         roots: list[tuple[str, nn.Module]] = [("dit.blocks", model.dit.blocks)]
+        if scope == "dit":
+            return roots
         bridge = model.bridge
         if hasattr(bridge, "layers"):  # TransformerBridge; the conv bridge stays
             roots += [("bridge.layers", bridge.layers), ("bridge.proj", bridge.proj)]
@@ -64,9 +71,9 @@ def _linears(prefix: str, root: nn.Module) -> Iterator[tuple[str, nn.Module]]:
             yield f"{prefix}.{name}", module
 
 
-def fp8_layer_names(model: nn.Module) -> list[str]:
+def fp8_layer_names(model: nn.Module, scope: str = "all") -> list[str]:
     """Qualified names of the linears FP8 mode quantises (whether or not they are swapped already)."""
-    return sorted(name for prefix, root in _region_roots(model) for name, _ in _linears(prefix, root))
+    return sorted(name for prefix, root in _region_roots(model, scope) for name, _ in _linears(prefix, root))
 
 
 def quantized_layers(model: nn.Module) -> list[str]:
@@ -78,14 +85,15 @@ def is_quantized(model: nn.Module) -> bool:
     return any(isinstance(m, FP8Linear) for m in model.modules())
 
 
-def quantize_model(model: nn.Module, fp8: bool = True) -> nn.Module:
+def quantize_model(model: nn.Module, fp8: bool = True, scope: str = "all") -> nn.Module:
     """Swap the selected ``nn.Linear`` layers of a WanDiT or FantasyWorldModel for :class:`FP8Linear`, in
-    place (works on the meta device too, for loading FP8 files). Idempotent; ``fp8=False`` is a no-op."""
+    place (works on the meta device too, for loading FP8 files). Idempotent; ``fp8=False`` is a no-op.
+    ``scope="dit"`` leaves the geometry branch alone (an experiment of ``bench/fp8_quality.py``)."""
     if not fp8:
         return model
     enable_fp8_gemm()
     count = 0
-    for prefix, root in _region_roots(model):
+    for prefix, root in _region_roots(model, scope):
         for name, linear in list(_linears(prefix, root)):
             if not isinstance(linear, nn.Linear):
                 continue
