@@ -223,7 +223,7 @@ PROMPTS = (
     "two orange rings and a purple capsule on grey tiles at dusk",
     "a white box on a wooden floor next to a blue ball",
 )
-CAMERAS = ("orbit", "dolly_in", "pan_left", "orbit")
+CAMERAS = ("orbit", "dolly_in", "pan", "arc")
 
 
 def part_b(args, device, budget: Budget) -> dict:
