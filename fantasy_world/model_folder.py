@@ -35,6 +35,11 @@ from fantasy_world.models.fantasy.model import FantasyWorldModel
 from fantasy_world.models.wan.text_encoder import TextEncoder, load_text_encoder
 from fantasy_world.models.wan.umt5 import UMT5_PRESETS, UMT5Config
 from fantasy_world.models.wan.vae import WanVAE, WanVAEConfig, wan_vae_config
+from fantasy_world.quant.fp8_files import pick_wan_dit_source
+from fantasy_world.quant.fp8_linear import FP8_DTYPES
+from fantasy_world.quant.fp8_state import FP8_FORMAT, fp8_metadata, fp8_state_dict
+from fantasy_world.quant.fp8_state import METADATA_KEY as FP8_METADATA_KEY
+from fantasy_world.quant.selection import dequantize_model, is_quantized, quantize_model
 from fantasy_world.utils.dataclass_io import config_from_dict, config_to_dict
 from fantasy_world.validation import SizeLimits
 
@@ -49,6 +54,7 @@ REPO_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 TINY_DIR = REPO_CHECKPOINTS / "fantasyworld-tiny"  # in a checkout
 INSTALLED_TINY_DIR = Path(__file__).resolve().parent / "bundled_tiny"  # package data of an installed package
 WAN_I2V_DIRNAME = "Wan2.1-I2V-14B-480P"
+_FP8_SHARD = 4 * 1024**3  # FP8 folders are for big models: 4 GiB shards (one 14B FFN weight is 70 MB)
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,8 @@ def read_folder_config(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def load_our_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def load_our_folder(folder: Path, device: torch.device, dtype: torch.dtype, fp8: bool = False) -> LoadedModel:
+    """Our folder; FP8 weights (``"quantization"`` in the config) stay FP8 with ``fp8``, else are dequantised."""
     meta = read_folder_config(folder)
     text_meta = meta.get("text_encoder") or {}
     model_dict = meta["model"]
@@ -161,7 +168,12 @@ def load_our_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> L
     with torch.device("meta"):
         model = FantasyWorldModel(cfg)
         vae = WanVAE(vae_cfg)
+    stored_fp8 = meta.get(FP8_METADATA_KEY) == FP8_FORMAT
+    quantize_model(model, fp8 or stored_fp8)
     load_into_model(model, read_state_dict(model_file), source=str(model_file), dtype=dtype)
+    if stored_fp8 and not fp8:
+        log.info("%s: FP8 weights dequantised to %s (pass fp8=True to keep FP8 layers)", folder, dtype)
+        dequantize_model(model)
     load_into_model(vae, read_state_dict(vae_file), source=str(vae_file), dtype=torch.float32)
     text = load_text_encoder(cfg.text_encoder, text_meta.get("path"), device, torch.float32)
     return LoadedModel(
@@ -185,17 +197,34 @@ def save_our_folder(
     trained: bool = True,
     weight_dtype: torch.dtype | None = None,
     extra: dict[str, Any] | None = None,
+    fp8: bool = False,
 ) -> Path:
-    """Write a model folder that :func:`load_model` reads back (safetensors + typed JSON config)."""
+    """Write a model folder that :func:`load_model` reads back (safetensors + typed JSON config).
+
+    ``fp8`` stores the FP8-mode layers as e4m3 weights + per-channel fp32 scales (``fantasy_world.quant``;
+    the 14B DiT then takes ~17 GB); a model that is already quantised is written bit for bit.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
 
     def cast(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if weight_dtype is None:
             return state
-        return {k: v.to(weight_dtype) if v.is_floating_point() else v for k, v in state.items()}
+        return {
+            k: v.to(weight_dtype) if v.is_floating_point() and not _keeps_dtype(k, v) else v
+            for k, v in state.items()
+        }
 
-    save_sharded(cast(model.state_dict()), folder, MODEL_FILE)
+    if fp8 or is_quantized(model):
+        save_sharded(
+            cast(fp8_state_dict(model)),
+            folder,
+            MODEL_FILE,
+            max_shard_bytes=_FP8_SHARD,
+            metadata=fp8_metadata(),
+        )
+    else:
+        save_sharded(cast(model.state_dict()), folder, MODEL_FILE)
     save_sharded(cast(vae.state_dict()), folder, VAE_FILE)
     meta = {
         "format": FOLDER_FORMAT,
@@ -206,10 +235,16 @@ def save_our_folder(
         "vae": config_to_dict(vae.cfg),
         "text_encoder": {"kind": model.cfg.text_encoder},
         "defaults": config_to_dict(defaults),
+        **({FP8_METADATA_KEY: FP8_FORMAT} if fp8 or is_quantized(model) else {}),
         **(extra or {}),
     }
     (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
     return folder
+
+
+def _keeps_dtype(key: str, tensor: torch.Tensor) -> bool:
+    """FP8 weights and their fp32 scales are never cast (a cast would drop the scale or round it)."""
+    return tensor.dtype in FP8_DTYPES or key.endswith(".weight_scale")
 
 
 def _official_wan_dir(folder: Path) -> Path:
@@ -217,8 +252,14 @@ def _official_wan_dir(folder: Path) -> Path:
     return sub if sub.is_dir() else folder
 
 
-def load_official_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    """FantasyWorld-Wan2.1-I2V-14B-480P: ``model.pth`` + the Wan2.1-I2V-14B-480P files."""
+def load_official_folder(
+    folder: Path, device: torch.device, dtype: torch.dtype, fp8: bool = False
+) -> LoadedModel:
+    """FantasyWorld-Wan2.1-I2V-14B-480P: ``model.pth`` + the Wan2.1-I2V-14B-480P files.
+
+    A shared FP8 Wan DiT file (``*fp8_e4m3fn*.safetensors``) in the Wan folder is used instead of the
+    bf16 shards when ``fp8`` is set or the shards are absent.
+    """
     from fantasy_world.models.fantasy.official_checkpoint import load_official_fantasyworld
     from fantasy_world.models.wan.clip_vision import load_clip_vision
     from fantasy_world.models.wan.vae import load_wan_vae
@@ -233,7 +274,10 @@ def load_official_folder(folder: Path, device: torch.device, dtype: torch.dtype)
     for what, path in needed.items():
         if not path.exists():
             raise CheckpointError(f"{folder}: missing the {what} ({path.name}) of Wan2.1-I2V-14B-480P")
-    model, report = load_official_fantasyworld(wan_dir, folder / "model.pth", device=device, dtype=dtype)
+    wan_dit = pick_wan_dit_source(wan_dir, fp8)
+    model, report = load_official_fantasyworld(
+        wan_dit, folder / "model.pth", device=device, dtype=dtype, fp8=fp8
+    )
     log.info(report.summary() if hasattr(report, "summary") else str(report))
     vae = load_wan_vae(needed["Wan VAE"], device=device, dtype=torch.float32)
     text = load_text_encoder("umt5-xxl", str(wan_dir), device, dtype)
@@ -271,7 +315,9 @@ def is_wan22_folder(folder: Path) -> bool:
     return (folder / "high_noise_model.pth").is_file() or (folder / "low_noise_model.pth").is_file()
 
 
-def load_wan22_folder(folder: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def load_wan22_folder(
+    folder: Path, device: torch.device, dtype: torch.dtype, fp8: bool = False
+) -> LoadedModel:
     """FantasyWorld-Wan2.2-Fun-A14B: two experts kept in host memory (one on ``device`` at a time), umT5, VAE.
 
     Each expert is built the official way (base shards, reward LoRA merged at 0.55 in bf16, expert file laid
@@ -297,6 +343,7 @@ def load_wan22_folder(folder: Path, device: torch.device, dtype: torch.dtype) ->
             device="cpu",
             dtype=dtype,
         )  # its key report is logged by the loader
+        quantize_model(experts[name], fp8)  # FP8 layers before parking: half the host and card bytes
         park_on_host(experts[name], pin)  # parked now: at most one expert's loading copy exists at a time
     residency = ExpertResidency(experts, WAN22_FUN_EXPERTS, device=device, pin=pin)
     vae = load_wan_vae(files.vae, cfg=sizes.vae, device=device, dtype=torch.float32)
@@ -314,11 +361,14 @@ def load_wan22_folder(folder: Path, device: torch.device, dtype: torch.dtype) ->
     )
 
 
-def load_model(name_or_path: str | Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    """Resolve ``tiny``, one of our model folders, or an official FantasyWorld folder."""
+def load_model(
+    name_or_path: str | Path, device: torch.device, dtype: torch.dtype, fp8: bool = False
+) -> LoadedModel:
+    """Resolve ``tiny``, one of our model folders, or an official FantasyWorld folder; ``fp8`` swaps the
+    DiT and geometry-branch linears for FP8 layers (``fantasy_world.quant``)."""
     text = str(name_or_path)
     if text == "tiny":
-        return load_our_folder(tiny_folder(), device, dtype)
+        return load_our_folder(tiny_folder(), device, dtype, fp8)
     folder = Path(text).expanduser()
     if not folder.exists():
         raise CheckpointError(
@@ -329,11 +379,11 @@ def load_model(name_or_path: str | Path, device: torch.device, dtype: torch.dtyp
     if not folder.is_dir():
         raise CheckpointError(f"model {text!r}: expected a folder, got a file")
     if (folder / CONFIG_FILE).is_file():
-        return load_our_folder(folder, device, dtype)
+        return load_our_folder(folder, device, dtype, fp8)
     if (folder / "model.pth").is_file():
-        return load_official_folder(folder, device, dtype)
+        return load_official_folder(folder, device, dtype, fp8)
     if is_wan22_folder(folder):
-        return load_wan22_folder(folder, device, dtype)
+        return load_wan22_folder(folder, device, dtype, fp8)
     raise CheckpointError(
         f"model folder {folder}: holds neither {CONFIG_FILE} (our format), model.pth (official FantasyWorld "
         "Wan2.1) nor high_noise_model.pth / low_noise_model.pth (official FantasyWorld Wan2.2)"

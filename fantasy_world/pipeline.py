@@ -36,6 +36,7 @@ from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputEr
 from fantasy_world.geometry import WorldData
 from fantasy_world.model_folder import LoadedModel, load_model
 from fantasy_world.models.fantasy.image_condition import conditioning_mask, conditioning_video
+from fantasy_world.quant.selection import is_quantized
 from fantasy_world.readout import PredictedGeometry, read_geometry
 from fantasy_world.sampling import flow_match_schedule, seeded_noise
 from fantasy_world.sampling.guidance import GuidanceRunner, SequentialGuidance
@@ -212,6 +213,7 @@ class FantasyWorldPipeline:
         *,
         compile: bool = True,
         keep_encoders: bool | None = None,
+        fp8: bool = False,
     ) -> FantasyWorldPipeline:
         """Load a named config (``tiny``) or a model folder; device/dtype default to CUDA+bf16 or CPU+fp32.
 
@@ -219,12 +221,15 @@ class FantasyWorldPipeline:
         blocks; the first run at each size compiles (``StepInfo.phase == "compiling"``), and a failed
         compilation falls back to eager with a logged warning. ``keep_encoders``: keep the text and image
         encoders on the card; by default (None) they leave a CUDA card once used and stay put on a CPU.
+        ``fp8=True`` runs the DiT and geometry-branch linears in FP8 (``fantasy_world.quant``; README "FP8
+        mode"): FP8 GEMMs on sm89+ GPUs, an exact emulation on the CPU.
         """
-        from fantasy_world.utils.runtime import pick_device, pick_dtype
+        from fantasy_world.utils.runtime import check_fp8, pick_device, pick_dtype
 
         dev = pick_device(device)
         dt = pick_dtype(dev, dtype)
-        loaded = load_model(name_or_path, device=dev, dtype=dt)
+        check_fp8(fp8, dev)
+        loaded = load_model(name_or_path, device=dev, dtype=dt, fp8=fp8)
         pipe = cls(loaded, dev, dt)
         if not (keep_encoders if keep_encoders is not None else dev.type != "cuda"):
             pipe.offload_encoders()
@@ -684,5 +689,6 @@ class FantasyWorldPipeline:
             "scene_scale": scene_scale,
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
+            "fp8": is_quantized(self.model),
             "versions": package_versions(),
         }

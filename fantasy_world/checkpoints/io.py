@@ -146,7 +146,13 @@ def load_into_model(
 
     With ``strict`` any missing (unless ``allow_missing(key)``), unexpected or mis-shaped key raises a
     :class:`CheckpointError` naming them and ``source`` (the file that was expected to hold them).
+    FP8 tensors and FP8 layers (``fantasy_world.quant``) are reconciled first: never cast, quantised or
+    dequantised to what the model stores.
     """
+    from fantasy_world.quant.fp8_state import fit_state_to_model, needs_fit
+
+    if needs_fit(model, state):
+        state, dtype = fit_state_to_model(model, state, dtype), None
     own = model.state_dict(keep_vars=True)
     report = LoadReport(source=source)
     usable: dict[str, torch.Tensor] = {}
@@ -159,6 +165,10 @@ def load_into_model(
             want = dtype if dtype is not None and tensor.is_floating_point() else None
             usable[key] = tensor.to(want) if want is not None else tensor
     report.missing = [k for k in own if k not in state and not (allow_missing and allow_missing(k))]
+    # an FP8 layer's scale is implied by its weight: name only the weight when both are absent
+    report.missing = [
+        k for k in report.missing if not (k.endswith(".weight_scale") and k[: -len("_scale")] in report.missing)
+    ]
     report.loaded = sorted(usable)
     if strict and not report.ok:
         raise CheckpointError(report.summary())

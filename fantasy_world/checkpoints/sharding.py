@@ -19,6 +19,7 @@ def save_sharded(
     folder: str | Path,
     filename: str,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    metadata: dict[str, str] | None = None,
 ) -> list[Path]:
     """Write ``filename`` (e.g. ``model.safetensors``) or, when larger than the cap, numbered shards + an index.
 
@@ -47,16 +48,16 @@ def save_sharded(
         shards[-1][key] = tensor
         size += nbytes
     if len(shards) == 1:
-        save_state_dict(shards[0], folder / filename)
+        save_state_dict(shards[0], folder / filename, metadata=metadata)
         return [folder / filename]
     paths, weight_map = [], {}
     for i, shard in enumerate(shards, start=1):
         name = f"{stem}-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_state_dict(shard, folder / name)
+        save_state_dict(shard, folder / name, metadata=metadata)
         paths.append(folder / name)
         weight_map.update(dict.fromkeys(shard, name))
     index = folder / f"{filename}.index.json"
-    index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1))
+    index.write_text(json.dumps({"metadata": metadata or {}, "weight_map": weight_map}, indent=1))
     return [*paths, index]
 
 

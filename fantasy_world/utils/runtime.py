@@ -36,3 +36,14 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
     if dtype not in _DTYPES:
         raise InputError(f"dtype={dtype!r}: expected one of auto, {', '.join(sorted(_DTYPES))}")
     return _DTYPES[dtype]
+
+
+def check_fp8(fp8: bool, device: torch.device) -> None:
+    """FP8 mode needs float8 tensors on ``device``: CPU (emulated GEMMs) or CUDA (FP8 GEMMs on sm89+,
+    weight-only FP8 below). Any dtype is allowed: the FP8 GEMM writes bf16, cast to the model dtype."""
+    if not fp8:
+        return
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"fp8 on device {device.type!r}: expected 'cpu' or 'cuda' (no float8 tensors there)")
+    if not hasattr(torch, "float8_e4m3fn"):
+        raise InputError(f"fp8 needs torch >= 2.1 (float8 tensors); this is torch {torch.__version__}")

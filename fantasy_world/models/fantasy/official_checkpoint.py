@@ -26,6 +26,8 @@ from fantasy_world.errors import CheckpointError
 from fantasy_world.models.fantasy.config import FantasyWorldConfig, fantasy_world_config
 from fantasy_world.models.fantasy.model import FantasyWorldModel
 from fantasy_world.models.wan.dit_loader import resolve_wan_dit_file
+from fantasy_world.quant.fp8_state import normalize_fp8_layout
+from fantasy_world.quant.selection import quantize_model
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +183,7 @@ def load_official_state(
 
 
 def _strip_wan_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    for prefix in ("pipe.dit.", "model.", "dit.", "module."):
+    for prefix in ("model.diffusion_model.", "diffusion_model.", "pipe.dit.", "model.", "dit.", "module."):
         if state and all(k.startswith(prefix) for k in state):
             return {k[len(prefix) :]: v for k, v in state.items()}
     return state
@@ -193,16 +195,19 @@ def load_official_fantasyworld(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = torch.bfloat16,
     cfg: FantasyWorldConfig | None = None,
+    fp8: bool = False,
 ) -> tuple[FantasyWorldModel, OfficialLoadReport]:
     """Build the official model on the meta device and fill it from the Wan2.1-I2V-14B-480P DiT files
-    (``wan_dir``) and FantasyWorld's ``model.pth``; returns the model (eval mode) and the load report."""
+    (``wan_dir``: a folder or one weight file, FP8 files included) and FantasyWorld's ``model.pth``; returns
+    the model (eval mode) and the load report. ``fp8`` builds it with FP8 layers (``fantasy_world.quant``)."""
     cfg = cfg or fantasy_world_config(OFFICIAL_CONFIG)
     wan_file = resolve_wan_dit_file(wan_dir)
-    wan = _strip_wan_prefix(read_state_dict(wan_file, device=str(device)))
+    wan, _ = normalize_fp8_layout(read_state_dict(wan_file, device=str(device)), str(wan_file))
+    wan = _strip_wan_prefix(wan)
     base = {"dit." + k: v for k, v in wan.items()}
     official = read_state_dict(model_pth, device=str(device))
     with torch.device("meta"):
-        model = FantasyWorldModel(cfg)
+        model = quantize_model(FantasyWorldModel(cfg), fp8)
     report = load_official_state(model, official, source=f"{wan_file} + {model_pth}", base=base, dtype=dtype)
     log.info(report.summary())
     return model.eval(), report

@@ -16,13 +16,16 @@ from fantasy_world.checkpoints.io import load_into_model, read_state_dict
 from fantasy_world.errors import CheckpointError
 from fantasy_world.models.wan.config import WanDiTConfig
 from fantasy_world.models.wan.dit import WanDiT
+from fantasy_world.quant.fp8_state import normalize_fp8_layout
+from fantasy_world.quant.selection import quantize_model
 
 log = logging.getLogger(__name__)
 
 WAN_DIT_INDEX = "diffusion_pytorch_model.safetensors.index.json"
 WAN_DIT_SINGLE = "diffusion_pytorch_model.safetensors"
 # Wrappers that prefix every key (DiffSynth pipelines, training scripts); stripped only if all keys share one.
-_PREFIXES = ("pipe.dit.", "model.", "dit.", "module.")
+# ComfyUI / Kijai files may carry "model.diffusion_model." (checked before the shorter "model.").
+_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "pipe.dit.", "model.", "dit.", "module.")
 
 
 def resolve_wan_dit_file(path: str | Path) -> Path:
@@ -53,21 +56,28 @@ def _strip_prefix(state: dict[str, torch.Tensor], source: Path) -> dict[str, tor
 
 
 def load_wan_dit(
-    path: str | Path, cfg: WanDiTConfig, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    path: str | Path,
+    cfg: WanDiTConfig,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    fp8: bool = False,
 ) -> WanDiT:
     """Build ``WanDiT(cfg)`` on the meta device and fill it from ``path`` with strict key checking.
 
     ``dtype`` casts floating weights while loading (e.g. ``torch.bfloat16``); ``None`` keeps the file's.
+    FP8 files (ComfyUI / Kijai ``*fp8_e4m3fn*.safetensors``, ours) are read too; ``fp8`` builds the model
+    with FP8 layers (``fantasy_world.quant``), otherwise FP8 weights are dequantised.
     Missing, unexpected or mis-shaped keys raise :class:`CheckpointError` naming them and the file.
     """
     source = resolve_wan_dit_file(path)
-    state = _strip_prefix(read_state_dict(source, device=str(device)), source)
+    state, _ = normalize_fp8_layout(read_state_dict(source, device=str(device)), str(source))
+    state = _strip_prefix(state, source)
     if any(k.startswith("condition_embedder.") for k in state):
         raise CheckpointError(
             f"{source}: this is a diffusers-format Wan transformer; expected the original Wan2.1 layout "
             f"({WAN_DIT_SINGLE} from the Wan-AI release)"
         )
     with torch.device("meta"):
-        model = WanDiT(cfg)
+        model = quantize_model(WanDiT(cfg), fp8)
     load_into_model(model, state, source=str(source), strict=True, dtype=dtype)
     return model.eval()
