@@ -33,7 +33,7 @@ def _no_torchrun(monkeypatch):
         (True, {}, "whole number"),
         (3, {"max_ranks": 8}, "power of 2"),
         (6, {"max_ranks": 8}, "power of 2"),
-        (4, {}, "at most 2 GPUs"),
+        (16, {"device": "cuda", "visible": 16}, "at most 8 GPUs"),
         (2, {"device": "cpu"}, "needs CUDA GPUs"),
         (2, {"device": "cuda:1"}, "cuda:LOCAL_RANK"),
         (4, {"device": "cuda", "visible": 2, "max_ranks": 8}, "only 2 CUDA GPU"),
@@ -48,7 +48,7 @@ def test_gpus_argument_errors(gpus, kw, match):
 def test_gpus_accepted(monkeypatch):
     check_gpus(1, "cpu")  # one process: nothing to check
     check_gpus(2, "cuda", visible=2)
-    check_gpus(8, "cuda", visible=8, max_ranks=8)
+    check_gpus(8, "cuda", visible=8)
     monkeypatch.setenv(ENV_GLOO_CPU, "1")
     check_gpus(2, "cpu")  # the test/debug path: gloo on the CPU
 
@@ -77,10 +77,11 @@ def _generate(out: Path, extra: list[str], env_extra: dict[str, str]) -> subproc
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
-def test_two_gloo_processes_write_the_bundle_of_one_process(tmp_path):
+@pytest.mark.parametrize("gpus", [2, 4])
+def test_gloo_processes_write_the_bundle_of_one_process(tmp_path, gpus):
     one = _generate(tmp_path / "one", [], {})
     assert one.returncode == 0, one.stderr[-2000:]
-    two = _generate(tmp_path / "two", ["--gpus", "2"], {ENV_GLOO_CPU: "1"})
+    two = _generate(tmp_path / "two", ["--gpus", str(gpus)], {ENV_GLOO_CPU: "1"})
     assert two.returncode == 0, two.stderr[-2000:]
     assert two.stdout.count("wrote ") == 1  # rank 0 alone prints and writes
     a, b = np.load(tmp_path / "one" / "world.npz"), np.load(tmp_path / "two" / "world.npz")

@@ -12,7 +12,9 @@ The Python way to use several GPUs (the CLI's ``--gpus 2`` does the same)::
 
 Every rank holds the whole model on ``cuda:LOCAL_RANK``; with two ranks the conditional pass runs on
 rank 0 and the negative pass on rank 1 (:class:`GuidanceParallel`), so a guided step costs one pass.
-Both ranks end with the same latents, and the geometry comes from rank 0.
+With 4 or 8 ranks each half runs one pass with its video tokens split over its ranks
+(:class:`GuidanceSequenceParallel`; the model's heads must divide by the half's size). Every rank ends
+with the same latents, and the geometry comes from the conditional half.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch.distributed as dist
 
 from fantasy_world.accel.launch import MAX_GENERATE_RANKS, gloo_cpu_allowed
 from fantasy_world.accel.parallel import GuidanceParallel, ParallelEnv, init_distributed
+from fantasy_world.accel.sequence_parallel_fantasy import GuidanceSequenceParallel, layout
 from fantasy_world.errors import InputError
 from fantasy_world.pipeline import FantasyWorldPipeline
 
@@ -36,11 +39,21 @@ def parallel_pipeline(
     env = init_distributed("gloo" if cpu else None)
     if env.world_size > MAX_GENERATE_RANKS:
         raise InputError(
-            f"{env.world_size} processes: generation uses at most {MAX_GENERATE_RANKS} (one per guidance pass)"
+            f"{env.world_size} processes: generation uses at most {MAX_GENERATE_RANKS}"
         )
+    if env.world_size & (env.world_size - 1):
+        raise InputError(f"{env.world_size} processes: expected a power of 2 (2, 4, 8)")
     pipe = FantasyWorldPipeline.from_pretrained(name_or_path, device=env.device, dtype=dtype)
     if env.world_size == 2:
         pipe.guidance_runner = GuidanceParallel()
+    elif env.world_size > 2:
+        q, heads = env.world_size // 2, pipe.model.cfg.dit.num_heads
+        if heads % q:
+            raise InputError(
+                f"{env.world_size} GPUs: each guidance pass is split over {q} GPUs, which needs the model's "
+                f"{heads} attention heads to divide by {q}; use --gpus 2"
+            )
+        pipe.guidance_runner = GuidanceSequenceParallel(layout(env.world_size, env.rank))
     return pipe, env
 
 

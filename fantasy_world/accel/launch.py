@@ -11,8 +11,8 @@ Ranks report their exit status through a file (``FANTASY_WORLD_LAUNCH_STATUS``) 
 mistake found on every rank prints one ``error:`` line (rank 0's) instead of torchrun's failure report.
 
 On a CPU, N > 1 is refused unless ``FANTASY_WORLD_GLOO_CPU=1`` (tests and debugging: gloo, one CPU
-process per rank). Sequence parallelism of the FantasyWorld geometry branch is not implemented, so
-generation uses at most :data:`MAX_GENERATE_RANKS` ranks.
+process per rank). Two ranks split the guidance passes; 4 or 8 ranks also split each pass's video tokens
+(:class:`~fantasy_world.accel.sequence_parallel_fantasy.GuidanceSequenceParallel`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 ENV_GLOO_CPU = "FANTASY_WORLD_GLOO_CPU"  # "1": allow --gpus N > 1 on a CPU (gloo; tests, debugging)
 ENV_STATUS = "FANTASY_WORLD_LAUNCH_STATUS"  # file where rank 0 writes the command's exit status
-MAX_GENERATE_RANKS = 2  # one rank per guidance pass; the geometry branch has no sequence-parallel path
+MAX_GENERATE_RANKS = 8  # 2 guidance halves x up to 4 sequence-parallel ranks (tested up to 4 on gloo)
 # Never turn NVLink multicast on (the machines here keep it off; keep it off where it was not set).
 NCCL_DEFAULTS = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1"}
 
@@ -76,10 +76,7 @@ def check_gpus(
     if gpus & (gpus - 1):
         raise InputError(f"--gpus {gpus}: expected a power of 2 (2, 4, 8): ranks are split in halves")
     if gpus > max_ranks:
-        raise InputError(
-            f"--gpus {gpus}: generation uses at most {max_ranks} GPUs for now (one per guidance pass; "
-            "sequence parallelism of the geometry branch is not implemented); use --gpus 2"
-        )
+        raise InputError(f"--gpus {gpus}: generation uses at most {max_ranks} GPUs")
     d = str(device).strip().lower()
     if wants_cpu(d):
         if not gloo_cpu_allowed():
