@@ -68,6 +68,11 @@ from fantasy_world.accel.parallel import (  # noqa: E402
     init_distributed,
     sequence_parallel_forward,
 )
+from fantasy_world.accel.sequence_parallel_fantasy import (  # noqa: E402
+    GuidanceSequenceParallel,
+    ParallelLayout,
+    sequence_parallel_fantasy_forward,
+)
 from fantasy_world.models.fantasy.config import FantasyWorldConfig, fantasy_world_config, reduced  # noqa: E402
 from fantasy_world.models.fantasy.model import GeometryOutput  # noqa: E402
 from fantasy_world.models.wan.config import WanDiTConfig, wan_dit_config  # noqa: E402
@@ -81,9 +86,12 @@ TARGET_SPEEDUP_8 = 6.0  # 8 GPUs, 14B 81-frame generation vs 1 GPU
 GUIDANCE_SCALE = 5.0
 SAMPLE_STEPS = 2  # short run for the error of latents and geometry (geometry read at the last step)
 
-# Rough full-size seconds per section on H200s (build + reference + parallel), for the budget guard.
-EST_S = {"guidance 1.3B": 60, "guidance 14B": 90, "ulysses 1.3B": 25, "ulysses 14B": 50}
-EST_COMBINED_S = {"1.3B": 25, "14B": 50}
+# Rough full-size seconds on H200s, for the budget guard: "reference" covers building the model on every
+# rank and the one-GPU reference (plus everything after it for that model), the others one sub-section.
+EST_S = {
+    "1.3B": {"reference": 80, "guidance": 15, "ulysses": 8, "combined": 10, "dit": 20},
+    "14B": {"reference": 110, "guidance": 20, "ulysses": 10, "combined": 12, "dit": 35},
+}
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -209,113 +217,245 @@ def peak_gib(dev: torch.device) -> float:
     return torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else 0.0
 
 
-# ------------------------------------------------------------------------------------------------ guidance
-def guidance_section(b: Bench, m: Model, pair: dist.ProcessGroup) -> None:
-    """Both guidance passes on rank 0 vs one pass each on ranks 0 and 1 (FantasyWorld, full model)."""
-    section, dev, dt = "guidance", b.dev, b.dtype
-    if b.rank < 2:
-        model = build_fantasy(m.fantasy, dev, dt, seed=0)
+# ------------------------------------------------------------------------------------------------ FantasyWorld
+@dataclasses.dataclass
+class Groups:
+    """Every process group of the run, created up front by every rank in the same order."""
+
+    pair: dist.ProcessGroup  # ranks 0, 1: guidance parallelism
+    sp: dict[int, dist.ProcessGroup]  # p -> ranks 0..p-1: Ulysses
+    combined: dict[int, tuple[list[dist.ProcessGroup], list[dist.ProcessGroup]]]  # q -> (halves, pairs)
+
+    @classmethod
+    def build(cls, world: int) -> Groups:
+        pair = dist.new_group([0, 1])
+        sp = {p: dist.new_group(list(range(p))) for p in (2, 4, 8) if p <= world}
+        combined = {}
+        for q in (2, 4):
+            if 2 * q <= world:
+                halves = [dist.new_group(list(range(0, q))), dist.new_group(list(range(q, 2 * q)))]
+                combined[q] = (halves, [dist.new_group([i, i + q]) for i in range(q)])
+        return cls(pair, sp, combined)
+
+    def layout(self, q: int, rank: int) -> ParallelLayout:
+        halves, pairs = self.combined[q]
+        half, i = divmod(rank, q)
+        return ParallelLayout(q, half, halves[half], pairs[i])
+
+
+class FantasyCase:
+    """One FantasyWorld model at full size on every rank, its inputs, and rank 0's one-GPU reference."""
+
+    def __init__(self, b: Bench, m: Model) -> None:
+        dev, dt = b.dev, b.dtype
+        self.b, self.m = b, m
+        self.model = build_fantasy(m.fantasy, dev, dt, seed=0)
         inp = wan_inputs(m.fantasy.dit, m.size, dev, dt)
-        neg = wan_inputs(m.fantasy.dit, m.size, dev, dt, seed=5)["context"]
+        self.x, self.t, self.cond = inp["x"], inp["t"], inp["context"]
+        self.neg = wan_inputs(m.fantasy.dit, m.size, dev, dt, seed=5)["context"]
         with torch.no_grad():
-            camera = model.encode_camera(plucker_input(m.size, dev, dt))
-        kw = {
+            camera = self.model.encode_camera(plucker_input(m.size, dev, dt))
+        self.kw = {
             "camera": camera,
             "image_hw": (m.size.height, m.size.width),
             "clip_fea": inp.get("clip_fea"),
             "y": inp.get("y"),
         }
-        inputs = PassInputs(inp["context"], neg, **kw)
-        noise = seeded_noise(tuple(inp["x"].shape), 0, dev)
+        self.noise = seeded_noise(tuple(self.x.shape), 0, dev)
+        self.ref: tuple[torch.Tensor, GeometryOutput] | None = None
+        self.ref_forward: torch.Tensor | None = None
+        self.step_s = self.forward_s = 0.0
 
-        @torch.no_grad()
-        def step(runner) -> object:  # one ordinary guided step (no geometry read)
-            return runner(model, inp["x"], inp["t"], inp["context"], neg, want_geo=False, **kw)
+    @torch.no_grad()
+    def step(self, runner) -> object:  # noqa: ANN001 - one ordinary guided step (no geometry read)
+        return runner(self.model, self.x, self.t, self.cond, self.neg, want_geo=False, **self.kw)
 
-        @torch.no_grad()
-        def run(runner) -> tuple[torch.Tensor, GeometryOutput]:
-            sched = flow_match_schedule(SAMPLE_STEPS, shift=5.0)
-            return sample(model, runner, sched, noise, inputs, guidance=GUIDANCE_SCALE, dtype=dt)
+    @torch.no_grad()
+    def run(self, runner) -> tuple[torch.Tensor, GeometryOutput]:  # noqa: ANN001
+        """A short sampling run from seeded noise: final latents and the last step's geometry."""
+        sched = flow_match_schedule(SAMPLE_STEPS, shift=5.0)
+        inputs = PassInputs(self.cond, self.neg, **self.kw)
+        return sample(
+            self.model, runner, sched, self.noise, inputs, guidance=GUIDANCE_SCALE, dtype=self.b.dtype
+        )
 
-    one_s = one_peak = 0.0
-    ref = None
-    if b.rank == 0:
-        reset_peak(dev)
-        ref = run(SequentialGuidance())
-        sample_peak = peak_gib(dev)
-        one_s, one_peak = b.measure(lambda: step(SequentialGuidance()))
-        one_peak = max(one_peak, sample_peak)
-    dist.barrier()
-    par_s = par_peak = 0.0
-    par = None
-    if b.rank < 2:
-        runner = GuidanceParallel(pair)
-        reset_peak(dev)
-        par = run(runner)
-        sample_peak = peak_gib(dev)
-        par_s, par_peak = b.measure(lambda: step(runner))
-        par_peak = max(par_peak, sample_peak)
-    peaks = b.peaks(par_peak)
-    if b.rank == 0:
-        assert ref is not None and par is not None
-        speed = one_s / par_s
-        b.row(section, m.name, "guided step, 1 GPU", one_s, ranks=1, unit="s")
-        b.row(section, m.name, "guided step, guidance parallel", par_s, ranks=2, unit="s")
-        b.row(
-            section,
-            m.name,
-            "speed-up vs 1 GPU",
-            speed,
-            ranks=2,
-            unit="x",
-            target=f">= {TARGET_SPEEDUP_2}",
-            met=speed >= TARGET_SPEEDUP_2,
+    @torch.no_grad()
+    def forward(self) -> torch.Tensor:
+        return self.model(self.x, self.t, self.cond, **self.kw).velocity
+
+    def reference(self) -> None:
+        """Rank 0 alone (the others wait): both passes in turn, as on one GPU."""
+        b, m = self.b, self.m
+        if b.rank == 0:
+            reset_peak(b.dev)
+            self.ref = self.run(SequentialGuidance())
+            sample_peak = peak_gib(b.dev)
+            self.step_s, peak = b.measure(lambda: self.step(SequentialGuidance()))
+            self.ref_forward = self.forward()
+            self.forward_s, _ = b.measure(self.forward)
+            b.row("1 GPU", m.name, "guided step (two passes)", self.step_s, ranks=1, unit="s")
+            b.row("1 GPU", m.name, "conditional forward", self.forward_s, ranks=1, unit="s")
+            b.row("1 GPU", m.name, "peak memory", max(peak, sample_peak), ranks=1, unit="GiB")
+        dist.barrier()
+
+    def parallel_guided(
+        self, section: str, label: str, ranks: int, make_runner, target: float | None
+    ) -> None:  # noqa: ANN001
+        """A guided runner over ``ranks`` ranks against the reference: step time, errors, memory."""
+        b, m = self.b, self.m
+        par, t, pk = None, 0.0, 0.0
+        if b.rank < ranks:
+            runner = make_runner()
+            reset_peak(b.dev)
+            par = self.run(runner)
+            sample_peak = peak_gib(b.dev)
+            t, pk = b.measure(lambda: self.step(runner))
+            pk = max(pk, sample_peak)
+        peaks = b.peaks(pk)
+        if b.rank == 0:
+            assert par is not None and self.ref is not None
+            speed = self.step_s / t
+            b.row(section, m.name, f"guided step, {label}", t, ranks=ranks, unit="s")
+            b.row(
+                section,
+                m.name,
+                f"speed-up {label} vs 1 GPU",
+                speed,
+                ranks=ranks,
+                unit="x",
+                target="" if target is None else f">= {target}",
+                met=None if target is None else speed >= target,
+                note=f"ideal {ranks}x",
+            )
+            err = rel(par[0], self.ref[0])
+            b.row(
+                section,
+                m.name,
+                f"rel. error video latents, {label} ({SAMPLE_STEPS} steps)",
+                err,
+                ranks=ranks,
+                target=f"<= {TARGET_REL_ERR:g}",
+                met=err <= TARGET_REL_ERR,
+            )
+            geo = geometry_errors(par[1], self.ref[1])
+            worst = max(geo.values())
+            b.row(
+                section,
+                m.name,
+                f"rel. error geometry (worst field), {label}",
+                worst,
+                ranks=ranks,
+                target=f"<= {TARGET_REL_ERR:g}",
+                met=worst <= TARGET_REL_ERR,
+                note=", ".join(f"{k} {v:.2e}" for k, v in geo.items()),
+            )
+            b.row(
+                section,
+                m.name,
+                f"peak memory per rank, {label}",
+                max(peaks[:ranks]),
+                ranks=ranks,
+                unit="GiB",
+                note=" ".join(f"{v:.1f}" for v in peaks[:ranks]),
+            )
+        dist.barrier()
+
+    def ulysses(self, p: int, group: dist.ProcessGroup) -> None:
+        """The conditional forward (geometry branch included) with the video stream over p ranks."""
+        b, m = self.b, self.m
+        if m.fantasy.dit.num_heads % p:
+            b.row("ulysses FW", m.name, f"forward, Ulysses x{p}", None, ranks=p, note="heads not divisible")
+            return
+        out, t = None, 0.0
+        if b.rank < p:
+
+            def sp() -> torch.Tensor:
+                return sequence_parallel_fantasy_forward(
+                    self.model, self.x, self.t, self.cond, group=group, **self.kw
+                ).velocity
+
+            out = sp()
+            t, _ = b.measure(sp)
+        if b.rank == 0:
+            assert out is not None and self.ref_forward is not None
+            err = rel(out, self.ref_forward)
+            b.row("ulysses FW", m.name, f"FantasyWorld forward, Ulysses x{p}", t, ranks=p, unit="s")
+            b.row(
+                "ulysses FW",
+                m.name,
+                f"speed-up Ulysses x{p} vs 1 GPU",
+                self.forward_s / t,
+                ranks=p,
+                unit="x",
+                note=f"ideal {p}x; geometry branch whole on every rank",
+            )
+            b.row(
+                "ulysses FW",
+                m.name,
+                f"rel. error Ulysses x{p}",
+                err,
+                ranks=p,
+                target=f"<= {TARGET_REL_ERR:g}",
+                met=err <= TARGET_REL_ERR,
+            )
+        dist.barrier()
+
+
+def fantasy_sections(b: Bench, m: Model, groups: Groups, sections: set[str]) -> None:
+    """Reference, guidance parallelism, Ulysses and guidance × Ulysses for one FantasyWorld model."""
+    case = FantasyCase(b, m)
+    case.reference()
+    world = b.env.world_size
+    est = EST_S[m.name]
+    if "guidance" in sections and b.allowed(f"guidance {m.name}", est["guidance"]):
+        run_section(
+            b,
+            f"guidance {m.name}",
+            lambda: case.parallel_guided(
+                "guidance",
+                "guidance parallel (2)",
+                2,
+                lambda: GuidanceParallel(groups.pair),
+                TARGET_SPEEDUP_2,
+            ),
         )
-        err = rel(par[0], ref[0])
-        b.row(
-            section,
-            m.name,
-            f"rel. error video latents ({SAMPLE_STEPS} steps)",
-            err,
-            ranks=2,
-            target=f"<= {TARGET_REL_ERR:g}",
-            met=err <= TARGET_REL_ERR,
-        )
-        geo = geometry_errors(par[1], ref[1])
-        worst = max(geo.values())
-        b.row(
-            section,
-            m.name,
-            "rel. error geometry (worst field)",
-            worst,
-            ranks=2,
-            target=f"<= {TARGET_REL_ERR:g}",
-            met=worst <= TARGET_REL_ERR,
-            note=", ".join(f"{k} {v:.2e}" for k, v in geo.items()),
-        )
-        b.row(section, m.name, "peak memory, 1 GPU", one_peak, ranks=1, unit="GiB")
-        for r in range(2):
-            b.row(section, m.name, f"peak memory, rank {r}", peaks[r], ranks=2, unit="GiB")
-    model = None  # noqa: F841 - drop the weights before the next section
+    if "ulysses" in sections:
+        for p, group in groups.sp.items():
+            if b.allowed(f"ulysses FW x{p} {m.name}", est["ulysses"]):
+                run_section(b, f"ulysses FW x{p} {m.name}", lambda p=p, group=group: case.ulysses(p, group))
+    if "combined" in sections:
+        for q in groups.combined:
+            n = 2 * q
+            target = TARGET_SPEEDUP_8 if (n == 8 and m.name == "14B") else None
+            if b.allowed(f"combined 2x{q} {m.name}", est["combined"]):
+                run_section(
+                    b,
+                    f"combined 2x{q} {m.name}",
+                    lambda q=q, n=n, target=target: case.parallel_guided(
+                        "combined",
+                        f"guidance x Ulysses (2x{q})",
+                        n,
+                        lambda: GuidanceSequenceParallel(groups.layout(q, b.rank)),
+                        target,
+                    ),
+                )
+    del world
+    case.model = None
     free_cuda()
     dist.barrier()
 
 
-# ------------------------------------------------------------------------------------------------ Ulysses
-def _dit_inputs(b: Bench, m: Model) -> dict[str, torch.Tensor]:
-    return wan_inputs(m.dit, m.size, b.dev, b.dtype)
-
-
+# ------------------------------------------------------------------------------------------------ DiT Ulysses
 def ulysses_section(b: Bench, m: Model, sp_groups: dict[int, dist.ProcessGroup]) -> None:
-    """One DiT forward on rank 0 vs Ulysses over the first p ranks, for every p that divides the heads."""
-    section, dev = "ulysses", b.dev
+    """One Wan DiT forward on rank 0 vs Ulysses over the first p ranks, for every p that divides the heads."""
+    section, dev = "ulysses DiT", b.dev
     sizes = [p for p in sp_groups if m.dit.num_heads % p == 0]
     for p in sp_groups:
         if p not in sizes:
             b.row(section, m.name, f"forward, Ulysses x{p}", None, ranks=p, note=f"{m.dit.num_heads} heads")
     top = max(sizes, default=1)
     wan = build_wan(m.dit, dev, b.dtype, seed=0) if b.rank < top else None
-    inp = _dit_inputs(b, m) if wan is not None else {}
+    inp = wan_inputs(m.dit, m.size, b.dev, b.dtype) if wan is not None else {}
     extra = {k: inp[k] for k in ("clip_fea", "y") if k in inp}
 
     @torch.no_grad()
@@ -326,14 +466,7 @@ def ulysses_section(b: Bench, m: Model, sp_groups: dict[int, dist.ProcessGroup])
     if b.rank == 0:
         ref = one()
         one_s, one_peak = b.measure(one)
-        b.row(
-            section,
-            m.name,
-            "81-frame forward, 1 GPU" if not b.args.small else "forward, 1 GPU",
-            one_s,
-            ranks=1,
-            unit="s",
-        )
+        b.row(section, m.name, "DiT forward, 1 GPU", one_s, ranks=1, unit="s")
         b.row(section, m.name, "peak memory, 1 GPU", one_peak, ranks=1, unit="GiB")
     dist.barrier()
     for p in sizes:
@@ -353,7 +486,7 @@ def ulysses_section(b: Bench, m: Model, sp_groups: dict[int, dist.ProcessGroup])
         if b.rank == 0:
             assert out is not None and ref is not None
             err = rel(out, ref)
-            b.row(section, m.name, f"forward, Ulysses x{p}", t, ranks=p, unit="s")
+            b.row(section, m.name, f"DiT forward, Ulysses x{p}", t, ranks=p, unit="s")
             b.row(
                 section,
                 m.name,
@@ -382,92 +515,6 @@ def ulysses_section(b: Bench, m: Model, sp_groups: dict[int, dist.ProcessGroup])
                 note=" ".join(f"{v:.1f}" for v in peaks[:p]),
             )
         dist.barrier()
-    wan = None
-    free_cuda()
-    dist.barrier()
-
-
-# ------------------------------------------------------------------------------------------------ combined
-@dataclasses.dataclass
-class CombinedGroups:
-    q: int  # ranks per pass
-    halves: list[dist.ProcessGroup]  # [cond ranks 0..q-1, negative ranks q..2q-1]
-    pairs: list[dist.ProcessGroup]  # pair i = [i, i+q]
-
-
-def guided_gp_sp(wan, inp, neg, extra, rank: int, g: CombinedGroups) -> torch.Tensor:
-    """[v_cond, v_uncond] on every rank of the 2q: each half runs one pass sequence-parallel, pairs swap."""
-    half, i = divmod(rank, g.q)
-    ctx = inp["context"] if half == 0 else neg
-    v = sequence_parallel_forward(wan, inp["x"], inp["t"], ctx, group=g.halves[half], **extra)
-    v = v.float().contiguous()
-    both = [torch.empty_like(v) for _ in range(2)]
-    dist.all_gather(both, v, group=g.pairs[i])
-    return torch.cat(both)
-
-
-def combined_section(b: Bench, m: Model, g: CombinedGroups) -> None:
-    """Guided DiT step (two passes) on rank 0 vs guidance × Ulysses over 2q ranks."""
-    section, dev, n = "combined", b.dev, 2 * g.q
-    label = f"guidance x Ulysses ({2}x{g.q})"
-    if m.dit.num_heads % g.q:
-        b.row(section, m.name, label, None, ranks=n, note=f"{m.dit.num_heads} heads not divisible by {g.q}")
-        return
-    wan = build_wan(m.dit, dev, b.dtype, seed=0) if b.rank < n else None
-    inp = _dit_inputs(b, m) if wan is not None else {}
-    neg = wan_inputs(m.dit, m.size, dev, b.dtype, seed=5)["context"] if wan is not None else None
-    extra = {k: inp[k] for k in ("clip_fea", "y") if k in inp}
-
-    @torch.no_grad()
-    def one() -> torch.Tensor:
-        c = wan(inp["x"], inp["t"], inp["context"], **extra)
-        u = wan(inp["x"], inp["t"], neg, **extra)
-        return torch.cat([c.float(), u.float()])
-
-    ref, one_s = None, 0.0
-    if b.rank == 0:
-        ref = one()
-        one_s, _ = b.measure(one)
-    dist.barrier()
-    out, t, pk = None, 0.0, 0.0
-    if b.rank < n:
-
-        @torch.no_grad()
-        def par() -> torch.Tensor:
-            return guided_gp_sp(wan, inp, neg, extra, b.rank, g)
-
-        out = par()
-        t, pk = b.measure(par)
-    peaks = b.peaks(pk)
-    if b.rank == 0:
-        assert out is not None and ref is not None
-        err, speed = rel(out, ref), one_s / t
-        target, met = "", None
-        if n == 8 and m.name == "14B":
-            target, met = f">= {TARGET_SPEEDUP_8} (proxy: DiT guided step)", speed >= TARGET_SPEEDUP_8
-        b.row(section, m.name, "guided DiT step, 1 GPU", one_s, ranks=1, unit="s")
-        b.row(section, m.name, f"guided DiT step, {label}", t, ranks=n, unit="s")
-        b.row(
-            section,
-            m.name,
-            f"speed-up {label} vs 1 GPU",
-            speed,
-            ranks=n,
-            unit="x",
-            target=target,
-            met=met,
-            note=f"ideal {n}x; geometry branch not sharded",
-        )
-        b.row(
-            section,
-            m.name,
-            f"rel. error {label}",
-            err,
-            ranks=n,
-            target=f"<= {TARGET_REL_ERR:g}",
-            met=err <= TARGET_REL_ERR,
-        )
-        b.row(section, m.name, f"peak memory per rank, {label}", max(peaks[:n]), ranks=n, unit="GiB")
     wan = None
     free_cuda()
     dist.barrier()
@@ -514,7 +561,7 @@ def main() -> int:
         "--budget", type=float, default=540.0, help="seconds; sections that would overrun are skipped"
     )
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--sections", default="guidance,ulysses,combined")
+    p.add_argument("--sections", default="guidance,ulysses,combined,dit")
     p.add_argument("--models", default="1.3B,14B")
     args = p.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -527,28 +574,17 @@ def main() -> int:
     if env.device.type == "cpu":
         torch.set_num_threads(1)
     b = Bench(env, args)
-    world = env.world_size
-    # Every group is created by every rank, in the same order (torch.distributed's rule).
-    pair = dist.new_group([0, 1])
-    sp_groups = {q: dist.new_group(list(range(q))) for q in (2, 4, 8) if q <= world}
-    combined: list[CombinedGroups] = []
-    for q in (2, 4):
-        if 2 * q <= world:
-            halves = [dist.new_group(list(range(0, q))), dist.new_group(list(range(q, 2 * q)))]
-            pairs = [dist.new_group([i, i + q]) for i in range(q)]
-            combined.append(CombinedGroups(q, halves, pairs))
+    groups = Groups.build(env.world_size)  # every rank creates every group, in the same order
     sections = set(args.sections.split(","))
     chosen = [m for m in models(args.small) if m.name in args.models.split(",")]
     for m in chosen:
-        if "guidance" in sections and b.allowed(f"guidance {m.name}", EST_S[f"guidance {m.name}"]):
-            run_section(b, f"guidance {m.name}", lambda m=m: guidance_section(b, m, pair))
+        if sections & {"guidance", "ulysses", "combined"} and b.allowed(
+            f"reference {m.name}", EST_S[m.name]["reference"]
+        ):
+            run_section(b, f"reference {m.name}", lambda m=m: fantasy_sections(b, m, groups, sections))
     for m in chosen:
-        if "ulysses" in sections and b.allowed(f"ulysses {m.name}", EST_S[f"ulysses {m.name}"]):
-            run_section(b, f"ulysses {m.name}", lambda m=m: ulysses_section(b, m, sp_groups))
-    for g in combined:
-        for m in chosen:
-            if "combined" in sections and b.allowed(f"combined {m.name}", EST_COMBINED_S[m.name]):
-                run_section(b, f"combined {m.name}", lambda m=m, g=g: combined_section(b, m, g))
+        if "dit" in sections and b.allowed(f"ulysses DiT {m.name}", EST_S[m.name]["dit"]):
+            run_section(b, f"ulysses DiT {m.name}", lambda m=m: ulysses_section(b, m, groups.sp))
     b.meta["seconds"] = round(args.budget - (b.deadline - time.monotonic()), 1)
     b.save()
     if b.rank == 0:
