@@ -38,9 +38,7 @@ def parallel_pipeline(
         )
     env = init_distributed("gloo" if cpu else None)
     if env.world_size > MAX_GENERATE_RANKS:
-        raise InputError(
-            f"{env.world_size} processes: generation uses at most {MAX_GENERATE_RANKS}"
-        )
+        raise InputError(f"{env.world_size} processes: generation uses at most {MAX_GENERATE_RANKS}")
     if env.world_size & (env.world_size - 1):
         raise InputError(f"{env.world_size} processes: expected a power of 2 (2, 4, 8)")
     pipe = FantasyWorldPipeline.from_pretrained(name_or_path, device=env.device, dtype=dtype)
