@@ -509,6 +509,9 @@ class Studio:
                 events.put(("crash", exc))
             finally:
                 ticket.release()
+                release = getattr(self.pipelines, "release", None)  # a GPU replica (app/replicas.py)
+                if release is not None:
+                    release(pipe)
 
         threading.Thread(target=work, name="generation", daemon=True).start()
         total = req["steps"]

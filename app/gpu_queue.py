@@ -2,7 +2,7 @@
 
 Several Generate requests may be in flight (Gradio lets a few through); :class:`GpuQueue` runs them
 one at a time in arrival order and tells each waiting request its position, so the page can show it.
-The lock in :func:`run_generation` also covers callers outside the app (benchmarks). On a ZeroGPU
+The per-pipeline lock in :func:`run_generation` also covers callers outside the app (benchmarks). On a ZeroGPU
 Space ``spaces.GPU`` wraps the runner; elsewhere the decorator is a no-op.
 """
 
@@ -13,6 +13,7 @@ import itertools
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -42,11 +43,12 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def load_pipeline(name: str) -> FantasyWorldPipeline:
+def load_pipeline(name: str, device: str | None = None) -> FantasyWorldPipeline:
     """The studio's loader: the library's defaults (compiled blocks and encoders off the card on CUDA)
     unless switched off through the environment (the server's ``--no-compile`` / ``--keep-encoders``)."""
     return FantasyWorldPipeline.from_pretrained(
         name,
+        device=device,
         compile=not _env_flag(ENV_NO_COMPILE),
         keep_encoders=True if _env_flag(ENV_KEEP_ENCODERS) else None,
     )
@@ -164,7 +166,17 @@ class Ticket:
         self.queue._leave(self.id)
 
 
-_RUN_LOCK = threading.Lock()
+_RUN_LOCKS: weakref.WeakKeyDictionary[FantasyWorldPipeline, threading.Lock] = weakref.WeakKeyDictionary()
+_RUN_LOCKS_GUARD = threading.Lock()
+
+
+def _run_lock(pipe: FantasyWorldPipeline) -> threading.Lock:
+    """One lock per pipeline: a pipeline runs one generation at a time; replicas on other GPUs run in parallel."""
+    with _RUN_LOCKS_GUARD:
+        lock = _RUN_LOCKS.get(pipe)
+        if lock is None:
+            lock = _RUN_LOCKS[pipe] = threading.Lock()
+        return lock
 
 
 @gpu
@@ -175,5 +187,5 @@ def run_generation(
     cancel: threading.Event | Callable[[], bool],
 ) -> WorldResult:
     """One generation, holding the GPU slot; returns numpy-only results (safe across ZeroGPU)."""
-    with _RUN_LOCK:
+    with _run_lock(pipe):
         return pipe(**request, on_step=on_step, cancel=cancel)

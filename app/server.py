@@ -103,6 +103,24 @@ def default_host() -> str:
     return "0.0.0.0" if os.environ.get("SYSTEM") == "spaces" else "127.0.0.1"
 
 
+def studio_for_gpus(gpus: int, parser: argparse.ArgumentParser | None = None) -> Studio | None:
+    """``None`` (the default studio) for one GPU; N replicas and N queue slots for ``--gpus N``."""
+    if gpus == 1:
+        return None
+    from app.gpu_queue import GpuQueue
+    from app.replicas import ReplicaPipelines, replica_devices
+    from fantasy_world.errors import InputError
+
+    try:
+        devices = replica_devices(gpus)
+    except InputError as exc:
+        if parser is None:
+            raise
+        parser.exit(2, f"error: {exc}\n")
+    log.info("serving %d visitors at once, one replica on each of %s", gpus, ", ".join(devices))
+    return Studio(pipelines=ReplicaPipelines(devices), gpu=GpuQueue(slots=gpus))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="FantasyWorld Studio (Gradio + live viser 3-D view, one port)"
@@ -120,6 +138,9 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="keep the text and image encoders on the GPU (by default they leave it once used)",
     )
+    parser.add_argument(
+        "--gpus", type=int, default=1, help="one model replica per GPU: up to N visitors generate at once"
+    )
     args = parser.parse_args(argv)
     from app.gpu_queue import ENV_KEEP_ENCODERS, ENV_NO_COMPILE
 
@@ -130,6 +151,6 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app, _ = create_app()
+    app, _ = create_app(studio_for_gpus(args.gpus, parser))
     log.info("FantasyWorld Studio on http://%s:%d/", args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, ws_max_size=64 << 20)

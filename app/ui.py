@@ -283,7 +283,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             [status, video, depth, downloads],
             concurrency_id="gpu",
             api_name="generate",
-            concurrency_limit=GENERATE_CONCURRENCY,
+            concurrency_limit=max(GENERATE_CONCURRENCY, 2 * studio.gpu.slots),  # --gpus N runs N at once
             trigger_mode="multiple",  # a click during a run reaches us, and is answered "already generating"
             **quiet,
         )

@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="divide camera-file translations by this (scene units per file unit)",
     )
     gen.add_argument("--out", required=True, help="output folder for the bundle")
+    gen.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        help="GPUs to use: 2 runs the two guidance passes on two GPUs (default: 1, or torchrun's world size)",
+    )
     _add_model_args(gen)
     _add_export_args(gen)
 
@@ -159,11 +165,37 @@ def _load_pipeline(args: argparse.Namespace):  # noqa: ANN202 - FantasyWorldPipe
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from fantasy_world.accel import launch
 
     _check_output_args(args)
+    gpus = launch.world_size() if args.gpus is None else args.gpus
+    launch.check_gpus(gpus, args.device)
+    if gpus > 1 and not launch.under_torchrun():
+        return launch.relaunch(gpus, args.argv)  # this command again, one process per GPU
+    if gpus > 1:
+        return _run_generate_rank(args, gpus)
     pipe = _load_pipeline(args)
-    bar = tqdm(total=None, desc="denoising", unit="step", file=sys.stderr)
+    return _generate_with(pipe, args)
+
+
+def _run_generate_rank(args: argparse.Namespace, gpus: int) -> int:
+    """One rank of ``generate --gpus N`` (under torchrun): same call everywhere, rank 0 writes and prints."""
+    from fantasy_world.accel import distributed_pipeline, launch
+
+    if launch.world_size() != gpus:
+        raise InputError(f"--gpus {gpus}: torchrun started {launch.world_size()} processes; expected {gpus}")
+    cpu = launch.wants_cpu(args.device)
+    try:
+        pipe, _ = distributed_pipeline.parallel_pipeline(args.model, dtype=args.dtype, cpu=cpu)
+        return _generate_with(pipe, args, main_rank=launch.is_main_rank())
+    finally:
+        distributed_pipeline.close()
+
+
+def _generate_with(pipe, args: argparse.Namespace, main_rank: bool = True) -> int:  # noqa: ANN001
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, desc="denoising", unit="step", file=sys.stderr, disable=not main_rank)
 
     def on_step(info) -> None:  # noqa: ANN001 - StepInfo
         bar.total = info.total
@@ -193,6 +225,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
+    if not main_rank:
+        return 0
     paths = world.save(args.out, max_points=args.max_points, conf_percentile=args.conf_percentile)
     t = world.timings
     print(
@@ -256,6 +290,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # --gpus N re-launches the same command
     if unknown and not (args.command == "bench" and _bench_harness() is None):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")  # what parse_args would say
     logging.basicConfig(
@@ -269,11 +304,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "eval": _run_eval,
         "bench": _run_bench,
     }
+    from fantasy_world.accel.launch import finish_rank, is_main_rank
+
     try:
-        return handlers[args.command](args)
+        return finish_rank(handlers[args.command](args))
     except FantasyWorldError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        if is_main_rank():  # every rank of a --gpus run finds the same mistake; one line is enough
+            print(f"error: {exc}", file=sys.stderr)
+        return finish_rank(EXIT_USER_ERROR)
     except GenerationCancelled as exc:
         print(f"cancelled: {exc}", file=sys.stderr)
         return 130

@@ -7,7 +7,8 @@
 * :func:`ulysses_attention` / :func:`sequence_parallel_forward` — DeepSpeed-Ulysses: the video tokens are
   split along the sequence; around self-attention two all-to-alls turn sequence shards into head shards
   and back, so each rank attends over the whole sequence for ``heads / world`` heads. Implemented for the
-  Wan DiT (``sequence_parallel_forward``); FantasyWorld's geometry branch is not sharded yet.
+  Wan DiT (``sequence_parallel_forward``); the whole FantasyWorld model, and guidance × sequence
+  parallelism, are in ``fantasy_world.accel.sequence_parallel_fantasy``.
 
 Launch one process per GPU with ``torchrun --nproc_per_node=2 ...`` and call :func:`init_distributed`.
 """
