@@ -129,13 +129,13 @@ def show(row: dict) -> None:
 
 
 def maybe_fp8(module: nn.Module, wanted: bool) -> nn.Module:
-    """``--fp8``: quantise with ``fantasy_world.accel.fp8.quantize_model`` when that module exists."""
+    """``--fp8``: quantise with ``fantasy_world.quant.selection.quantize_model`` when that module exists."""
     if not wanted:
         return module
     try:
-        from fantasy_world.accel.fp8 import quantize_model  # type: ignore[import-not-found]
+        from fantasy_world.quant.selection import quantize_model
     except ImportError:
-        raise SystemExit("--fp8: fantasy_world.accel.fp8 is not in this checkout") from None
+        raise SystemExit("--fp8: fantasy_world.quant.selection is not in this checkout") from None
     return quantize_model(module, fp8=True) or module
 
 
@@ -150,7 +150,9 @@ def main() -> None:
     parser.add_argument(
         "--budget", type=float, default=230.0, help="seconds; sampling stops before passing it"
     )
-    parser.add_argument("--fp8", action="store_true", help="FP8 experts (needs fantasy_world.accel.fp8)")
+    parser.add_argument(
+        "--fp8", action="store_true", help="FP8 experts (needs fantasy_world.quant.selection)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     started = time.perf_counter()

@@ -109,10 +109,12 @@ def test_bench_options_are_checked() -> None:
 
 def test_like_for_like_small_cpu_run(tmp_path, monkeypatch) -> None:
     """Ours and diffusers, both eager and both compiled block by block (dynamo's eager backend on a CPU);
-    the FP8 hook leaves a row saying why it was skipped when fantasy_world.accel.fp8 is missing."""
+    the FP8 hook leaves a row saying why it was skipped when fantasy_world.quant.selection is missing."""
     import sys
 
-    monkeypatch.setitem(sys.modules, "fantasy_world.accel.fp8", None)  # import fails as when it is absent
+    monkeypatch.setitem(
+        sys.modules, "fantasy_world.quant.selection", None
+    )  # import fails as when it is absent
     args = _parse(
         "--device", "cpu", "--small", "--sections", "l4l13", "--fp8", "--reps", "1", "--out", str(tmp_path),
     )  # fmt: skip

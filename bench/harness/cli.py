@@ -30,7 +30,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument(
         "--fp8",
         action="store_true",
-        help="also time the 14B forwards after fantasy_world.accel.fp8.quantize_model (section fp8; "
+        help="also time the 14B forwards after fantasy_world.quant.selection.quantize_model (section fp8; "
         "skipped with a note when that module is missing)",
     )
     p.add_argument("--steps", type=int, default=4, help="guided steps actually run in 'generate' (>= 3)")

@@ -12,7 +12,7 @@
   (conditioning incl. text encoding, the guided step, the last step's geometry read-out, VAE decode)
   and compared with the official code's 183 s on an H200 (issue 12). Peak memory covers the whole call.
 * ``tinyworld``: the bundled tiny model's seconds per world with its default settings, warm.
-* ``fp8``: the same 14B forwards after ``fantasy_world.accel.fp8.quantize_model`` (skipped, with a row
+* ``fp8``: the same 14B forwards after ``fantasy_world.quant.selection.quantize_model`` (skipped, with a row
   saying why, when that module is missing).
 
 ``small=True`` runs every section on toy configs on the CPU, where compilation uses dynamo's ``eager``
@@ -416,12 +416,12 @@ def tinyworld(ctx: Context) -> None:
 def fp8(ctx: Context) -> None:
     sec = "fp8"
     try:
-        from fantasy_world.accel.fp8 import quantize_model
+        from fantasy_world.quant.selection import quantize_model
     except ImportError as exc:
         ctx.rec.add(
             sec,
             "FP8 forwards",
-            note=f"skipped: fantasy_world.accel.fp8.quantize_model not importable ({exc})",
+            note=f"skipped: fantasy_world.quant.selection.quantize_model not importable ({exc})",
         )
         return
     dynamo_for_bench()
@@ -434,7 +434,7 @@ def fp8(ctx: Context) -> None:
     camera = model.encode_camera(plucker_input(size, dev, dt))
     x, t, c, clip, y = inp["x"], inp["t"], inp["context"], inp["clip_fea"], inp["y"]
     quantize_model(model)
-    ctx.rec.add(sec, "quantized with fantasy_world.accel.fp8.quantize_model(model)", note="defaults")
+    ctx.rec.add(sec, "quantized with fantasy_world.quant.selection.quantize_model(model)", note="defaults")
     compile_blocks(model, **_compile_options(ctx))
 
     def plain() -> torch.Tensor:
