@@ -10,7 +10,7 @@ import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
 
-from bench.harness.diffusers_ref import to_diffusers
+from bench.harness.diffusers_ref import diffusers_kwargs, to_diffusers
 from fantasy_world.errors import InputError
 from fantasy_world.models.fantasy.expert_residency import ExpertResidency
 from fantasy_world.models.fantasy.experts import WAN22_FUN_EXPERTS, ExpertTable, expert_table
@@ -176,20 +176,7 @@ def test_two_expert_sampling_loop_matches_diffusers_wan22_pipeline() -> None:
                 else 0.1 * noise + 1
             )
         dits[name] = dit
-        ref = WanTransformer3DModel(
-            patch_size=cfg.patch_size,
-            num_attention_heads=cfg.num_heads,
-            attention_head_dim=cfg.head_dim,
-            in_channels=16,
-            out_channels=16,
-            text_dim=cfg.text_dim,
-            freq_dim=cfg.freq_dim,
-            ffn_dim=cfg.ffn_dim,
-            num_layers=cfg.num_layers,
-            cross_attn_norm=True,
-            eps=cfg.eps,
-            image_dim=None,
-        ).eval()
+        ref = WanTransformer3DModel(**diffusers_kwargs(cfg)).eval()
         ref.load_state_dict(to_diffusers(dit.state_dict()), strict=True)
         refs[name] = ref
     schedule = flow_match_schedule(4, shift=5.0)

@@ -10,7 +10,7 @@ import torch
 from diffusers import WanTransformer3DModel
 from torch import nn
 
-from bench.harness.diffusers_ref import to_diffusers
+from bench.harness.diffusers_ref import diffusers_kwargs, to_diffusers
 from fantasy_world.errors import InputError
 from fantasy_world.models.fantasy.config import fantasy_world_config, reduced
 from fantasy_world.models.fantasy.control_adapter import ControlAdapter, pack_plucker_control
@@ -191,20 +191,7 @@ def test_wan22_expert_dit_matches_diffusers() -> None:
         p.copy_(
             noise / math.sqrt(p[0].numel()) if p.ndim >= 2 and "modulation" not in name else 0.2 * noise + 1
         )
-    ref = WanTransformer3DModel(
-        patch_size=cfg.patch_size,
-        num_attention_heads=cfg.num_heads,
-        attention_head_dim=cfg.head_dim,
-        in_channels=36,
-        out_channels=16,
-        text_dim=cfg.text_dim,
-        freq_dim=cfg.freq_dim,
-        ffn_dim=cfg.ffn_dim,
-        num_layers=cfg.num_layers,
-        cross_attn_norm=True,
-        eps=cfg.eps,
-        image_dim=None,
-    ).eval()
+    ref = WanTransformer3DModel(**diffusers_kwargs(cfg)).eval()
     missing, unexpected = ref.load_state_dict(to_diffusers(ours.state_dict()), strict=True)
     assert not missing and not unexpected
     x, y = torch.randn(2, 16, 3, 4, 6, generator=g), torch.randn(2, 20, 3, 4, 6, generator=g)
