@@ -203,7 +203,7 @@ def _generate_with(pipe, args: argparse.Namespace, main_rank: bool = True) -> in
             bar.reset(total=info.total)
             bar.set_description(info.message or info.phase)
             return
-        if bar.desc != "denoising":
+        if getattr(bar, "desc", "denoising") != "denoising":  # a disabled bar (ranks > 0) has no desc
             bar.set_description("denoising")
         bar.update(1)
 

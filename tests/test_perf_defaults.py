@@ -246,7 +246,10 @@ def test_cli_and_studio_switches_reach_the_loader(monkeypatch, tmp_path):
     monkeypatch.setattr(FantasyWorldPipeline, "from_pretrained", staticmethod(fake))
     base = ["generate", "--prompt", "x", "--out", str(tmp_path / "o")]
     assert main(base) == 2 and main([*base, "--no-compile", "--keep-encoders"]) == 2
-    assert calls == [{"compile": True, "keep_encoders": None}, {"compile": False, "keep_encoders": True}]
+    assert calls == [
+        {"compile": True, "keep_encoders": None, "fp8": False},
+        {"compile": False, "keep_encoders": True, "fp8": False},
+    ]
     calls.clear()
     monkeypatch.delenv(gpu_queue.ENV_NO_COMPILE, raising=False)
     monkeypatch.delenv(gpu_queue.ENV_KEEP_ENCODERS, raising=False)
@@ -255,4 +258,7 @@ def test_cli_and_studio_switches_reach_the_loader(monkeypatch, tmp_path):
             monkeypatch.setenv(k, v)
         with pytest.raises(InputError):
             gpu_queue.load_pipeline("tiny")
-    assert calls == [{"compile": True, "keep_encoders": None}, {"compile": False, "keep_encoders": True}]
+    assert calls == [
+        {"compile": True, "keep_encoders": None},
+        {"compile": False, "keep_encoders": True},
+    ]
