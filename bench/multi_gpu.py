@@ -192,6 +192,18 @@ class Bench:
                 }
             )
 
+    def peak_row(self, section: str, model: str, label: str, peaks: list[float]) -> None:
+        """The largest peak of the ranks that took part, with each rank's in the note."""
+        self.row(
+            section,
+            model,
+            f"peak memory per rank, {label}",
+            max(peaks),
+            ranks=len(peaks),
+            unit="GiB",
+            note=" ".join(f"{v:.1f}" for v in peaks),
+        )
+
     def peaks(self, mine: float) -> list[float]:
         """Every rank's peak GiB, gathered to all ranks (rank order)."""
         got: list[object] = [None] * self.env.world_size
@@ -349,15 +361,7 @@ class FantasyCase:
                 met=worst <= TARGET_REL_ERR,
                 note=", ".join(f"{k} {v:.2e}" for k, v in geo.items()),
             )
-            b.row(
-                section,
-                m.name,
-                f"peak memory per rank, {label}",
-                max(peaks[:ranks]),
-                ranks=ranks,
-                unit="GiB",
-                note=" ".join(f"{v:.1f}" for v in peaks[:ranks]),
-            )
+            b.peak_row(section, m.name, label, peaks[:ranks])
         dist.barrier()
 
     def ulysses(self, p: int, group: dist.ProcessGroup) -> None:
@@ -505,15 +509,7 @@ def ulysses_section(b: Bench, m: Model, sp_groups: dict[int, dist.ProcessGroup])
                 target=f"<= {TARGET_REL_ERR:g}",
                 met=err <= TARGET_REL_ERR,
             )
-            b.row(
-                section,
-                m.name,
-                f"peak memory per rank, Ulysses x{p}",
-                max(peaks[:p]),
-                ranks=p,
-                unit="GiB",
-                note=" ".join(f"{v:.1f}" for v in peaks[:p]),
-            )
+            b.peak_row(section, m.name, f"Ulysses x{p}", peaks[:p])
         dist.barrier()
     wan = None
     free_cuda()
