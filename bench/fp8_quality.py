@@ -17,7 +17,8 @@ Reported per world and on average: video PSNR (uint8 frames), depth abs-rel diff
 mean(|d_fp8 − d_ref| / d_ref), camera rotation difference (degrees, per frame, mean and max) and
 translation difference (‖t_fp8 − t_ref‖ relative to the mean camera distance from the first camera).
 ``--noise-floor`` adds the same comparison for a bf16 pipeline against fp32 (CPU), as a yardstick;
-``--dit-only`` adds FP8 in the Wan blocks only (geometry branch in the model dtype).
+``--dit-only`` adds FP8 in the Wan blocks only (geometry branch in the model dtype);
+``--linears-only`` adds FP8 linears with attention left unquantised (FP8 attention off).
 On the CPU the FP8 GEMMs are emulated exactly (both operands quantised as on the GPU, fp32 accumulation).
 
 Writes ``fp8_quality.json`` to ``--out`` and prints tables.
@@ -54,6 +55,7 @@ from bench.harness.weights import free_cuda  # noqa: E402
 from fantasy_world.accel.compile import compile_blocks  # noqa: E402
 from fantasy_world.models.wan.config import wan_dit_config  # noqa: E402
 from fantasy_world.quant import fp8_gemm_available, quantize_model, quantized_layers  # noqa: E402
+from fantasy_world.quant.selection import set_fp8_attention  # noqa: E402
 
 GEOMETRY = ("depth", "world_points", "pose_enc")
 COMPILE_ESTIMATE_S = 45.0  # one compile of a 14B model's blocks on the H200, with margin
@@ -238,6 +240,8 @@ def part_b(args, device, budget: Budget) -> dict:
     variants = {"fp8": dict(fp8=True)}
     if args.dit_only:
         variants["fp8-dit-only"] = {}
+    if args.linears_only:
+        variants["fp8-linears-only"] = dict(fp8=True)
     if args.noise_floor:
         variants["bf16"] = dict(dtype="bf16")
     pipes = {
@@ -246,6 +250,8 @@ def part_b(args, device, budget: Budget) -> dict:
     }
     if "fp8-dit-only" in pipes:
         quantize_model(pipes["fp8-dit-only"].model, scope="dit")
+    if "fp8-linears-only" in pipes:
+        set_fp8_attention(pipes["fp8-linears-only"].model, False)
     rows, times = [], {"reference": [], **{k: [] for k in variants}}
     for i in range(args.worlds):
         if budget.left() < 10:
@@ -308,6 +314,9 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=None, help="part (b) steps (default: the model's)")
     p.add_argument("--noise-floor", action="store_true", help="part (b): also bf16 against fp32")
     p.add_argument("--dit-only", action="store_true", help="part (b): also FP8 in the DiT blocks only")
+    p.add_argument(
+        "--linears-only", action="store_true", help="part (b): also FP8 linears with attention unquantised"
+    )
     args = p.parse_args()
 
     from fantasy_world.utils.runtime import pick_device

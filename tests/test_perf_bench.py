@@ -104,7 +104,7 @@ def test_bench_options_are_checked() -> None:
     opts = _options(_parse("--device", "cpu", "--small", "--sections", "wan13", "--reps", "1"))
     assert opts.sections == ("wan13",) and opts.small and opts.reps == 1
     opts = _options(_parse("--sections", "issue12", "--fp8"))
-    assert opts.sections == ("l4l13", "l4l14", "e2e14", "tinyworld", "fp8")
+    assert opts.sections == ("attn", "l4l13", "l4l14", "profile14", "e2e14", "tinyworld", "fp8")
 
 
 def test_like_for_like_small_cpu_run(tmp_path, monkeypatch) -> None:

@@ -245,10 +245,10 @@ def test_cli_and_studio_switches_reach_the_loader(monkeypatch, tmp_path):
 
     monkeypatch.setattr(FantasyWorldPipeline, "from_pretrained", staticmethod(fake))
     base = ["generate", "--prompt", "x", "--out", str(tmp_path / "o")]
-    assert main(base) == 2 and main([*base, "--no-compile", "--keep-encoders"]) == 2
+    assert main(base) == 2 and main([*base, "--no-compile", "--keep-encoders", "--fp8-attention"]) == 2
     assert calls == [
-        {"compile": True, "keep_encoders": None, "fp8": False},
-        {"compile": False, "keep_encoders": True, "fp8": False},
+        {"compile": True, "keep_encoders": None, "fp8": False, "fp8_attention": False},
+        {"compile": False, "keep_encoders": True, "fp8": False, "fp8_attention": True},
     ]
     calls.clear()
     monkeypatch.delenv(gpu_queue.ENV_NO_COMPILE, raising=False)
@@ -262,3 +262,31 @@ def test_cli_and_studio_switches_reach_the_loader(monkeypatch, tmp_path):
         {"compile": True, "keep_encoders": None},
         {"compile": False, "keep_encoders": True},
     ]
+
+
+def test_vae_decode_is_tiled_only_when_the_untiled_decode_might_not_fit(loaded, monkeypatch) -> None:
+    """Tiling multiplies the decoder's work (overlapping tiles), so a tiling model decodes untiled when
+    the card has room: the estimate grows with the latent area and the VAE's dtype."""
+    import dataclasses
+
+    vae = loaded.vae
+    one = vae.untiled_decode_bytes(42, 74)
+    assert one > 0 and vae.untiled_decode_bytes(84, 74) == 2 * one
+    pipe = FantasyWorldPipeline(
+        dataclasses.replace(loaded, tiled_decode=True), torch.device("cpu"), torch.float32
+    )
+    latents = torch.zeros(1, 16, 3, 42, 74)
+    assert pipe._tile_decode(latents) is True  # a CPU keeps the model's setting
+    pipe.device = torch.device("cuda")  # what the check reads on a card (no CUDA call is made here)
+    spare = {"free": 10 * one, "reserved": 0, "allocated": 0}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (spare["free"], 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: spare["reserved"])
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: spare["allocated"])
+    assert pipe._tile_decode(latents) is False
+    spare["free"] = one  # 25 % margin missing
+    assert pipe._tile_decode(latents) is True
+    spare["reserved"] = one  # the allocator's cached blocks count as room
+    assert pipe._tile_decode(latents) is False
+    pipe.loaded = dataclasses.replace(loaded, tiled_decode=False)
+    spare["free"] = spare["reserved"] = 0
+    assert pipe._tile_decode(latents) is False  # a model that never tiles

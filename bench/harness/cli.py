@@ -108,6 +108,9 @@ def run_bench(args: argparse.Namespace) -> int:
         from bench.train_device_env import prepare_node
 
         prepare_node(args.text_pack, args.wheels)
+        from fantasy_world.models.wan import flash3
+
+        flash3.load()  # an FA3 build may have just been unpacked
     if opts.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device here; use --device cpu --small for a smoke test")
     rec = run_suite(opts)

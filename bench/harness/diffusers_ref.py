@@ -116,3 +116,39 @@ def diffusers_forward(
     hidden = x if y is None else torch.cat([x, y.to(x.dtype)], dim=1)
     kw = {} if clip_fea is None else {"encoder_hidden_states_image": clip_fea}
     return model(hidden, t, context, return_dict=False, **kw)[0]
+
+
+def use_fa3(model: nn.Module, on: bool = True) -> bool:
+    """Point diffusers' own FlashAttention-3 backend (``"_flash_3"``) at the FA3 build our attention
+    loaded and select it (``on=False``: back to diffusers' default), so a row can compare the two stacks on
+    the same attention kernel. diffusers looks for the module ``flash_attn_interface``; ``fa3-fwd`` names
+    it ``fa3_fwd_interface``, hence the re-pointing."""
+    import importlib
+
+    import diffusers.models.attention_dispatch as dispatch
+
+    from fantasy_world.models.wan import flash3
+
+    registry = dispatch._AttentionBackendRegistry
+    if not on:  # set_attention_backend also changed diffusers' process-wide default: restore it
+        model.reset_attention_backend()
+        registry.set_active_backend(_default_backend[0] or registry._active_backend)
+        return True
+    if not flash3.source():
+        raise RuntimeError("no FlashAttention-3 build loaded")
+    _default_backend[0] = _default_backend[0] or registry._active_backend
+    dispatch.flash_attn_3_func = importlib.import_module(flash3.source()).flash_attn_func
+    dispatch._CAN_USE_FLASH_ATTN_3 = True
+    model.set_attention_backend("_flash_3")
+    return True
+
+
+def active_backend() -> str:
+    """diffusers' process-wide attention backend (a note on every diffusers row)."""
+    import diffusers.models.attention_dispatch as dispatch
+
+    backend = dispatch._AttentionBackendRegistry._active_backend
+    return str(getattr(backend, "value", backend))
+
+
+_default_backend: list[object] = [None]  # diffusers' active backend before use_fa3 first changed it

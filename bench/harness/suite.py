@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from bench.harness import ALL_SECTIONS, DEFAULT_SECTIONS, like_for_like, sections
+from bench.harness import ALL_SECTIONS, DEFAULT_SECTIONS, attention_table, like_for_like, sections
 from bench.harness.record import Recorder
 from bench.harness.weights import free_cuda
 from fantasy_world.models.wan.attention import attention_backend, set_attention_backend
@@ -48,6 +48,8 @@ FULL_COST_S: dict[str, float] = {
     "e2e14": 70,
     "tinyworld": 45,
     "fp8": 60,
+    "attn": 40,
+    "profile14": 20,
 }
 
 
@@ -129,6 +131,8 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "e2e14": like_for_like.e2e14,
     "tinyworld": like_for_like.tinyworld,
     "fp8": like_for_like.fp8,
+    "attn": attention_table.attn,
+    "profile14": attention_table.profile14,
 }
 
 
@@ -147,7 +151,7 @@ def run_suite(opts: BenchOptions) -> Recorder:
                 continue
             if name not in ("fw13", "generate"):
                 ctx.shared.pop("fw13_model", None)  # kept by fw13 for generate only
-            if name not in ("e2e14", "fp8", "tinyworld"):
+            if name not in ("profile14", "e2e14", "fp8", "tinyworld"):
                 ctx.shared.pop("fw14_model", None)  # kept by l4l14 for e2e14 (and fp8)
             if rec.time_left() < ctx.cost(name):
                 rec.add(name, "section", note=f"skipped by the time guard ({rec.time_left():.0f} s left)")

@@ -120,10 +120,12 @@ def ulysses_attention(
     v: torch.Tensor,
     group: dist.ProcessGroup | None = None,
     valid_len: int | None = None,
+    fp8: bool = False,
 ) -> torch.Tensor:
     """Self-attention over a sequence sharded in equal pieces: q/k/v [B, n, H, D] per rank -> [B, n, H, D].
 
-    ``valid_len`` drops padding keys at the end of the gathered sequence (when L was padded to P·n).
+    ``valid_len`` drops padding keys at the end of the gathered sequence (when L was padded to P·n);
+    ``fp8`` is the attention module's FP8 switch (``attention(..., fp8=)``).
     """
     p = dist.get_world_size(group)
     b, n, h, d = q.shape
@@ -141,7 +143,7 @@ def ulysses_attention(
     qh, kh, vh = to_heads(q), to_heads(k), to_heads(v)
     if valid_len is not None:
         kh, vh = kh[:, :valid_len], vh[:, :valid_len]
-    return to_sequence(attention(qh, kh, vh))
+    return to_sequence(attention(qh, kh, vh, fp8))
 
 
 def _shard(x: torch.Tensor, dim: int, rank: int, n: int, pad: int, fill: float = 0.0) -> torch.Tensor:

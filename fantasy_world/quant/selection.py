@@ -19,7 +19,13 @@ Kept in the model dtype, and why:
 * the conv latent bridge (a 1×1×1 Conv3d, one GEMM per forward) and the camera-token projector (unused
   at inference).
 
-Attention itself (QK^T, PV) stays bf16: FP8 attention was not measured to pay off here.
+Attention itself (QK^T, PV) stays bf16 by default. Opt-in (``attention=True``, ``fp8_attention=True``,
+``--fp8-attention``): the video self-attention, the geometry attention and the bidirectional
+cross-attention of the quantised regions run FA3's FP8 kernel (``models/wan/flash3.py``: q, k, v in e4m3
+with per-(batch, head) scales) where FlashAttention-3 is installed on an sm90 GPU; a CPU emulates it;
+other GPUs keep bf16 attention; the text/image cross-attention (a few hundred keys) stays bf16. Why not by
+default: on an H200 it made the FP8 FantasyWorld-14B forward 7 % faster but its error against bf16 2.5×
+larger, and cost the tiny model 2.6 dB of video PSNR (``bench/RESULTS.md``, issue 12).
 """
 
 from __future__ import annotations
@@ -85,9 +91,23 @@ def is_quantized(model: nn.Module) -> bool:
     return any(isinstance(m, FP8Linear) for m in model.modules())
 
 
-def quantize_model(model: nn.Module, fp8: bool = True, scope: str = "all") -> nn.Module:
+def set_fp8_attention(model: nn.Module, enabled: bool, scope: str = "all") -> int:
+    """Switch FP8 attention on or off for the attention modules of the FP8 regions; returns how many."""
+    count = 0
+    for _, root in _region_roots(model, scope):
+        for module in root.modules():
+            if hasattr(module, "fp8_attention"):
+                module.fp8_attention = bool(enabled)
+                count += 1
+    return count
+
+
+def quantize_model(
+    model: nn.Module, fp8: bool = True, scope: str = "all", attention: bool = False
+) -> nn.Module:
     """Swap the selected ``nn.Linear`` layers of a WanDiT or FantasyWorldModel for :class:`FP8Linear`, in
     place (works on the meta device too, for loading FP8 files). Idempotent; ``fp8=False`` is a no-op.
+    ``attention`` also switches on FP8 attention in the same regions (see the module docstring).
     ``scope="dit"`` leaves the geometry branch alone (an experiment of ``bench/fp8_quality.py``)."""
     if not fp8:
         return model
@@ -103,12 +123,19 @@ def quantize_model(model: nn.Module, fp8: bool = True, scope: str = "all") -> nn
             count += 1
     if count:
         log.info("FP8: quantised %d linear layers of %s", count, type(model).__name__)
+    if attention:
+        n = set_fp8_attention(model, True, scope)
+        log.info("FP8: %d attention modules use FP8 attention where FlashAttention-3 runs", n)
     return model
 
 
 def dequantize_model(model: nn.Module) -> nn.Module:
     """Swap every :class:`FP8Linear` back for an ``nn.Linear`` holding its dequantised weight, in place
-    (an FP8 file loaded without FP8 mode then runs bf16 GEMMs on the FP8-rounded weights)."""
+    (an FP8 file loaded without FP8 mode then runs bf16 GEMMs on the FP8-rounded weights); attention
+    goes back to bf16 too."""
+    for module in model.modules():
+        if hasattr(module, "fp8_attention"):
+            module.fp8_attention = False
     for name in quantized_layers(model):
         layer = model.get_submodule(name)
         parent_name, _, attr = name.rpartition(".")

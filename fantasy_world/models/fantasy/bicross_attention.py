@@ -63,6 +63,7 @@ class BiMultiHeadAttention(nn.Module):
         self.values_m2_proj = nn.Linear(m2_dim, embed_dim)
         self.out_m1_proj = nn.Linear(embed_dim, m1_dim)
         self.out_m2_proj = nn.Linear(embed_dim, m2_dim)
+        self.fp8_attention = False  # set by FP8 mode (quant/selection.py)
         for proj in (
             self.m1_proj,
             self.m2_proj,
@@ -87,8 +88,8 @@ class BiMultiHeadAttention(nn.Module):
         b = apply_rope(self._heads(self.m2_proj(x2)), freqs2)
         v1 = self._heads(self.values_m1_proj(x1))
         v2 = self._heads(self.values_m2_proj(x2))
-        out1 = attention(a, b, v2).flatten(2)
-        out2 = attention(b, a, v1).flatten(2)
+        out1 = attention(a, b, v2, self.fp8_attention).flatten(2)
+        out2 = attention(b, a, v1, self.fp8_attention).flatten(2)
         return self.out_m1_proj(out1), self.out_m2_proj(out2)
 
 

@@ -88,6 +88,7 @@ class WanSelfAttention(nn.Module):
         self.o = nn.Linear(dim, dim)
         self.norm_q = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.fp8_attention = False  # set by FP8 mode (quant/selection.py)
 
     def forward(self, x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
         b, s = x.shape[:2]
@@ -95,7 +96,7 @@ class WanSelfAttention(nn.Module):
         q = self.norm_q(self.q(x)).view(b, s, self.num_heads, self.head_dim)
         k = self.norm_k(self.k(x)).view(b, s, self.num_heads, self.head_dim)
         v = self.v(x).view(b, s, self.num_heads, self.head_dim)
-        out = self_attention(apply_rope(q, freqs), apply_rope(k, freqs), v)
+        out = self_attention(apply_rope(q, freqs), apply_rope(k, freqs), v, self.fp8_attention)
         return self.o(out.flatten(2))
 
 

@@ -285,6 +285,14 @@ class WanVAE(nn.Module):
             frames.append(self.decoder(x[:, :, t : t + 1], cache))
         return torch.cat(frames, dim=2)
 
+    def untiled_decode_bytes(self, h: int, w: int) -> int:
+        """Estimated extra device memory of an untiled decode of latents h × w (any frame count: frames
+        are decoded one latent frame at a time). Why: tiling is the memory fallback, and it costs work —
+        336×592 (42×74 latents) in 34×34 tiles decodes 8 tiles, 3× the pixels."""
+        return int(
+            UNTILED_DECODE_ELEMS_PER_PIXEL * h * w * self.cfg.spatial_factor**2 * self._param().element_size()
+        )
+
     def decode(
         self,
         latents: torch.Tensor,
@@ -326,6 +334,11 @@ class WanVAE(nn.Module):
                 out[..., ys, xs] += tile * weight
                 total[..., ys, xs] += weight
         return out / total
+
+
+# Live elements per output pixel at the decoder's peak (about a dozen 96-channel maps of the 4 frames one
+# latent frame becomes); bench e2e14's "VAE decode untiled" rows compare it with the measured peak.
+UNTILED_DECODE_ELEMS_PER_PIXEL = 4608
 
 
 def load_wan_vae(

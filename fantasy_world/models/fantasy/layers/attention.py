@@ -37,6 +37,7 @@ class Attention(nn.Module):
         self.q_norm: nn.Module = nn.LayerNorm(self.head_dim, eps=norm_eps) if qk_norm else nn.Identity()
         self.k_norm: nn.Module = nn.LayerNorm(self.head_dim, eps=norm_eps) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.fp8_attention = False  # set by FP8 mode (quant/selection.py)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
         b, n, c = x.shape
@@ -46,5 +47,5 @@ class Attention(nn.Module):
         if self.rope_freq is not None and pos is not None:
             q = apply_rope_2d(q, pos, self.rope_freq)
             k = apply_rope_2d(k, pos, self.rope_freq)
-        out = sdpa(q, k, v)
+        out = sdpa(q, k, v, self.fp8_attention)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))

@@ -1,0 +1,146 @@
+"""FlashAttention-3 on Hopper GPUs: the optional kernel behind :mod:`.attention`, in bf16 and in FP8 mode.
+
+Why: on an H200 PyTorch's fastest SDPA kernel (cuDNN) runs Wan's self-attention at 590–630 TFLOP/s, and
+attention is most of a forward at 480p (issue 12). FA3 is written for Hopper's asynchronous tensor cores
+and also multiplies e4m3 FP8 inputs. It is not part of PyTorch; either of these provides it:
+
+* an upstream FlashAttention-3 build (module ``flash_attn_interface``, flash-attention's ``hopper/``);
+* the forward-only wheel ``fa3-fwd`` (module ``fa3_fwd_interface``; ``pip install fa3-fwd``).
+
+Without one (or off sm90, or on a CPU) nothing changes: attention runs through PyTorch's SDPA. FA3 here
+is forward only, so anything that needs gradients (training) also stays on SDPA.
+
+FP8 attention (FP8 mode, ``quant/selection.py``): q, k and v are cast to e4m3 with one scale per
+(batch, head), the layout of FA3's ``*_descale`` arguments, and FA3 rounds the softmax probabilities to
+e4m3 before P·V. :func:`emulated_fp8_attention` repeats those roundings in fp32, so CPU runs (tests, the
+tiny model's quality numbers) see the FP8 error; ``bench/attention_kernels.py`` compares it with the
+kernel on the GPU.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable
+
+import torch
+
+log = logging.getLogger(__name__)
+
+MODULES = ("flash_attn_interface", "fa3_fwd_interface")
+FP8_DTYPE = torch.float8_e4m3fn
+FP8_MAX = 448.0
+P_SCALE = 256.0  # the probabilities exp(s - rowmax) <= 1 are scaled by 2**8 before the e4m3 rounding
+_AMAX_FLOOR = 1e-12
+
+# Resolved once by load(): the kernel (the module's ``_flash_attn_forward``), where it came from, and the
+# CUDA device indices it may run on (sm90). Plain globals, so compiled code reads them as constants.
+_fwd: list[Callable[..., tuple] | None] = [None]
+_source: list[str] = [""]
+_devices: list[tuple[int, ...]] = [()]
+
+
+def load() -> str:
+    """Find an FA3 build for the visible sm90 GPUs; returns its module name or ''. ``FW_FA3=0`` skips it."""
+    _fwd[0], _source[0], _devices[0] = None, "", ()
+    if os.environ.get("FW_FA3", "1").strip() == "0" or not torch.cuda.is_available():
+        return ""
+    devices = tuple(
+        i for i in range(torch.cuda.device_count()) if torch.cuda.get_device_capability(i) == (9, 0)
+    )
+    if not devices:
+        return ""
+    for name in MODULES:
+        try:
+            fwd = importlib.import_module(name)._flash_attn_forward
+        except Exception as exc:  # noqa: BLE001 - a missing or broken build just means SDPA
+            log.debug("FlashAttention-3 from %s: not usable (%s)", name, exc)
+            continue
+        _fwd[0], _source[0], _devices[0] = fwd, name, devices
+        log.info("attention: FlashAttention-3 from %s on GPUs %s", name, list(devices))
+        return name
+    return ""
+
+
+def source() -> str:
+    """The module FA3 was loaded from, or '' when attention runs through SDPA only."""
+    return _source[0]
+
+
+def can_run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether FA3 takes these [B, L, H, D] inputs: bf16 on an sm90 GPU, D a multiple of 8 up to 256,
+    no gradients needed."""
+    return (
+        _fwd[0] is not None
+        and q.is_cuda
+        and q.device.index in _devices[0]
+        and q.dtype == torch.bfloat16
+        and k.dtype == torch.bfloat16
+        and v.dtype == torch.bfloat16
+        and q.shape[-1] % 8 == 0
+        and q.shape[-1] <= 256
+        and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
+    )
+
+
+def _last_dim_contiguous(x: torch.Tensor) -> torch.Tensor:
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Exact attention through FA3. q [B, Lq, H, D], k/v [B, Lk, H, D] -> [B, Lq, H, D] (bf16)."""
+    fwd = _fwd[0]
+    assert fwd is not None, "flash3.attention called without a loaded FlashAttention-3"
+    q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
+    return fwd(q, k, v, softmax_scale=q.shape[-1] ** -0.5, causal=False)[0]
+
+
+def quantize_heads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, L, H, D] -> (e4m3 values, fp32 scales [B, H]) with amax over (L, D) mapped to 448."""
+    scale = x.detach().abs().amax(dim=(1, 3)).float().clamp_min(_AMAX_FLOOR) / FP8_MAX
+    q = (x.float() / scale[:, None, :, None]).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
+    return q, scale
+
+
+def fp8_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """FA3's FP8 kernel on per-(batch, head) quantised inputs; the result is bf16 [B, Lq, H, D]."""
+    fwd = _fwd[0]
+    assert fwd is not None, "flash3.fp8_attention called without a loaded FlashAttention-3"
+    (q8, qs), (k8, ks), (v8, vs) = quantize_heads(q), quantize_heads(k), quantize_heads(v)
+    out = fwd(
+        q8,
+        k8,
+        v8,
+        softmax_scale=q.shape[-1] ** -0.5,
+        causal=False,
+        q_descale=qs,
+        k_descale=ks,
+        v_descale=vs,
+    )[0]
+    return out.to(q.dtype)
+
+
+def emulated_fp8_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: int = 1024, rows: int | None = None
+) -> torch.Tensor:
+    """The roundings of :func:`fp8_attention` in fp32 on any device (query blocks bound the memory).
+
+    q, k, v are quantised exactly as for the kernel and dequantised; the probabilities exp(s − rowmax)
+    are rounded to e4m3 after scaling by 256, and the row sums use the unrounded probabilities.
+    ``rows`` computes only the first query rows (scales still come from the whole of q), for checks.
+    """
+    (q8, qs), (k8, ks), (v8, vs) = quantize_heads(q), quantize_heads(k), quantize_heads(v)
+    qd = q8.float() * qs[:, None, :, None]
+    kd = k8.float() * ks[:, None, :, None]
+    vd = v8.float() * vs[:, None, :, None]
+    scale = q.shape[-1] ** -0.5
+    outs = []
+    for start in range(0, q.shape[1] if rows is None else min(rows, q.shape[1]), block):
+        stop = start + block if rows is None else min(start + block, rows)
+        s = torch.einsum("blhd,bmhd->bhlm", qd[:, start:stop], kd) * scale
+        p = torch.exp(s - s.amax(dim=-1, keepdim=True))
+        p8 = (p * P_SCALE).to(FP8_DTYPE).float() / P_SCALE
+        o = torch.einsum("bhlm,bmhd->blhd", p8, vd) / p.sum(dim=-1).transpose(1, 2)[..., None]
+        outs.append(o)
+    return torch.cat(outs, dim=1).to(q.dtype)
