@@ -283,3 +283,17 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
     assert grads[0]["bridge.proj.weight"].abs().max() > 0
     for name, g in grads[0].items():
         torch.testing.assert_close(grads[1][name], g, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_camera_adapter_pads_its_unaligned_inner_width_without_changing_the_result() -> None:
+    """The official adapter width 409 runs as 416 (aligned GEMMs); same maths, same stored shapes."""
+    from fantasy_world.models.fantasy.camera_adapter import CameraAdapter
+
+    torch.manual_seed(0)
+    adapter = CameraAdapter(hidden_dim=64, context_dim=48, k_inner=32, v_inner=409).double()
+    torch.nn.init.normal_(adapter.v_proj.group2[2].weight)  # not the zero init: something to compare
+    out, camera = torch.randn(2, 7, 64).double(), torch.randn(2, 7, 48).double()
+    combined = adapter.k_proj(camera, out)
+    ref = adapter.v_proj.group2(combined)  # the plain Sequential, unpadded
+    torch.testing.assert_close(adapter(out, camera), ref, rtol=1e-12, atol=1e-12)
+    assert adapter.state_dict()["v_proj.group2.0.weight"].shape == (409, 48)

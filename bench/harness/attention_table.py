@@ -142,8 +142,6 @@ def _family(name: str) -> str:
 
 
 def profile14(ctx: Context) -> None:
-    from torch.profiler import ProfilerActivity, profile
-
     sec, dev, dt = "profile14", ctx.device, ctx.dtype
     model = ctx.shared.get("fw14_model")
     if model is None:
@@ -158,20 +156,28 @@ def profile14(ctx: Context) -> None:
             inp["x"], inp["t"], inp["context"], clip_fea=inp["clip_fea"], y=inp["y"], camera=camera
         ).velocity
 
-    cond()  # warm (compiled by l4l14 at this size)
-    activities = [ProfilerActivity.CUDA] if dev.type == "cuda" else [ProfilerActivity.CPU]
-    with profile(activities=activities) as prof:
-        cond()
-        if dev.type == "cuda":
+    profile_rows(ctx, sec, cond)
+
+
+def profile_rows(ctx: Context, sec: str, fn: Callable[[], object]) -> None:
+    """One warm call of ``fn`` under ``torch.profiler``: GPU time per kernel family and the top kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    dev = ctx.device
+    cuda = dev.type == "cuda"
+    fn()  # warm (compiled already at this size)
+    with profile(activities=[ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]) as prof:
+        fn()
+        if cuda:
             torch.cuda.synchronize(dev)
     per_kernel: dict[str, float] = {}
     for ev in prof.key_averages():
-        us = getattr(ev, "device_time_total", None) if dev.type == "cuda" else ev.self_cpu_time_total
+        us = getattr(ev, "device_time_total", None) if cuda else ev.self_cpu_time_total
         if us is None:
             us = getattr(ev, "cuda_time_total", 0.0)
-        if us and (dev.type != "cuda" or getattr(ev, "device_type", None) is not None):
+        if us:
             per_kernel[ev.key] = per_kernel.get(ev.key, 0.0) + float(us)
-    if dev.type == "cuda":  # keep device kernels only: CPU-side op names also carry device time totals
+    if cuda:  # keep device kernels only: CPU-side op names also carry device time totals
         names = {e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA}
         per_kernel = {k: v for k, v in per_kernel.items() if k in names}
     total = sum(per_kernel.values()) or 1.0
@@ -186,4 +192,4 @@ def profile14(ctx: Context) -> None:
     ctx.rec.add(sec, "GPU time of one forward (sum of kernels)", total / 1e6)
 
 
-__all__ = ["attn", "profile14"]
+__all__ = ["attn", "profile14", "profile_rows"]

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from bench.harness.attention_table import profile_rows
 from bench.harness.bench_models import (
     I2V_SIZE,
     T2V_SIZE,
@@ -534,6 +535,8 @@ def fp8(ctx: Context) -> None:
                     f"speed-up vs bf16 compiled: {row}",
                     note=f"{b.time_s / a.time_s:.3f}x (target >= 1.35x)",
                 )
+    set_fp8_attention(model, False)  # where the default FP8 forward spends its GPU time
+    ctx.attempt(sec, "FP8 kernel profile", lambda: profile_rows(ctx, "fp8 profile", cond))
     parts = ctx.shared.pop("e2e14_parts", None)
     if parts is not None:  # the FP8 videos measured like the bf16 one (same VAE and encoders)
         for name, attn in variants:

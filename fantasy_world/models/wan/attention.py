@@ -4,8 +4,10 @@ Why a selector: attention is about 70% of a Wan DiT forward at 480p (4·L²·d F
 which fused kernel runs matters. Backends:
 
 * ``"auto"`` (the default): FlashAttention-3 where it can run (``flash3.py``: an FA3 build installed, an
-  sm90 GPU, bf16, no gradients) and there are at least ``FA3_MIN_KEYS`` keys, else PyTorch's own SDPA
-  choice (cuDNN on Hopper with torch 2.11).
+  sm90 GPU, bf16, no gradients), else PyTorch's own SDPA choice (cuDNN on Hopper with torch 2.11). FA3
+  also for the short calls (text and image cross-attention, geometry frame attention): alone cuDNN was a
+  little faster there, but inside the compiled model it made the 14B forward 1 % slower (bench issue 12:
+  inductor copies q, k, v into the layout cuDNN wants; FA3 reads Wan's [B, L, H, D] directly).
 * ``"sdpa"``: PyTorch's own SDPA choice only (what ``"auto"`` was before FA3; benchmarks compare the two).
 * ``"fa3"``: FlashAttention-3 only (an error if it cannot take the inputs: meant for benchmarks).
 * ``"flash"``, ``"cudnn"``, ``"efficient"``, ``"math"``: that SDPA kernel only (an error if it cannot
@@ -48,8 +50,9 @@ _KERNELS: dict[str, list[SDPBackend]] = {
     ],
 }
 ATTENTION_BACKENDS: tuple[str, ...] = ("auto", "sdpa", "fa3", *_KERNELS)
-# "auto" takes FA3 from this many keys on: below it cuDNN was as fast or faster on an H200 (bench section
-# attn: text and image cross-attention, 512 and 257 keys; geometry frame attention, 782 keys).
+# FP8 attention only from this many keys on: for the text / image cross-attention (512 / 257 keys) and the
+# geometry frame attention (782 keys) FA3's FP8 kernel was no faster than bf16 on an H200 (bench section
+# attn), so there it would only add error.
 FA3_MIN_KEYS = 1024
 
 _current: list[str] = ["auto"]
@@ -105,7 +108,7 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 def _wants_fa3(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
     name = _current[0]
     if name == "auto":
-        return k.shape[1] >= FA3_MIN_KEYS and flash3.can_run(q, k, v)
+        return flash3.can_run(q, k, v)
     if name != "fa3":
         return False
     if flash3.can_run(q, k, v):

@@ -336,9 +336,10 @@ class WanVAE(nn.Module):
         return out / total
 
 
-# Live elements per output pixel at the decoder's peak (about a dozen 96-channel maps of the 4 frames one
-# latent frame becomes); bench e2e14's "VAE decode untiled" rows compare it with the measured peak.
-UNTILED_DECODE_ELEMS_PER_PIXEL = 4608
+# Live elements per output pixel at the decoder's peak (about 14 of the 96-channel maps of the 4 frames one
+# latent frame becomes). Measured on an H200, fp32 VAE: 4.08 GiB extra at 336×592 and 8.18 GiB at 480×832,
+# i.e. 5,510 and 5,500 per pixel (bench e2e14 rows "VAE decode untiled", bench/results/issue12_h200_*).
+UNTILED_DECODE_ELEMS_PER_PIXEL = 5600
 
 
 def load_wan_vae(
