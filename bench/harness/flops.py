@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fantasy_world.models.fantasy.camera_adapter import padded_width
 from fantasy_world.models.fantasy.config import FantasyWorldConfig
 from fantasy_world.models.wan.config import WanDiTConfig
 
@@ -112,5 +113,6 @@ def camera_adapter_flops(cfg: FantasyWorldConfig, grid: tuple[int, int, int]) ->
     f, h, w = grid
     d, L = cfg.dit.dim, f * h * w
     c, k, v = cfg.plucker_fea_dim, cfg.adapter_k_hidden, cfg.adapter_v_hidden
+    v = padded_width(v)  # the width the forward runs the value adapter at
     per = _mm(L, c, c) + _mm(L, k, d) + _mm(L, c, k) + _mm(L, v, c) + _mm(L, d, v)
     return Flops(per * len(cfg.adapter_block_ids), 0.0)

@@ -17,6 +17,11 @@ from torch import nn
 from fantasy_world.errors import InputError
 
 
+def padded_width(n: int, multiple: int = 16) -> int:
+    """``n`` rounded up to a multiple of 16: the width the value adapter's GEMMs run at."""
+    return n + (-n % multiple)
+
+
 class GroupLinearDualK(nn.Module):
     """``group1`` on the camera features plus ``group2`` (Linear, ReLU, Linear) on the attention output."""
 
@@ -51,7 +56,7 @@ class GroupLinearDualV(nn.Module):
 
     def forward(self, combined: torch.Tensor) -> torch.Tensor:
         first, _, last = self.group2
-        pad = -first.out_features % 16
+        pad = padded_width(first.out_features) - first.out_features
         if pad == 0:
             return self.group2(combined)
         hidden = F.relu(
