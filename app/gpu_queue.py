@@ -37,6 +37,7 @@ except ImportError:
 
 ENV_NO_COMPILE = "FANTASY_WORLD_NO_COMPILE"  # "1": the studio runs eagerly (python app.py --no-compile)
 ENV_KEEP_ENCODERS = "FANTASY_WORLD_KEEP_ENCODERS"  # "1": encoders stay on the GPU (--keep-encoders)
+ENV_FP8 = "FANTASY_WORLD_FP8"  # "1": FP8 linears (--fp8); "attention": FP8 attention too (--fp8-attention)
 
 
 def _env_flag(name: str) -> bool:
@@ -45,12 +46,16 @@ def _env_flag(name: str) -> bool:
 
 def load_pipeline(name: str, device: str | None = None) -> FantasyWorldPipeline:
     """The studio's loader: the library's defaults (compiled blocks and encoders off the card on CUDA)
-    unless switched off through the environment (the server's ``--no-compile`` / ``--keep-encoders``)."""
+    unless switched through the environment (the server's ``--no-compile`` / ``--keep-encoders`` /
+    ``--fp8`` / ``--fp8-attention``)."""
+    fp8 = os.environ.get(ENV_FP8, "").strip().lower()
     return FantasyWorldPipeline.from_pretrained(
         name,
         device=device,
         compile=not _env_flag(ENV_NO_COMPILE),
         keep_encoders=True if _env_flag(ENV_KEEP_ENCODERS) else None,
+        fp8=fp8 == "attention" or _env_flag(ENV_FP8),
+        fp8_attention=fp8 == "attention",
     )
 
 

@@ -139,15 +139,25 @@ def main(argv: list[str] | None = None) -> None:
         help="keep the text and image encoders on the GPU (by default they leave it once used)",
     )
     parser.add_argument(
+        "--fp8", action="store_true", help="FP8 linear layers (half the weight memory; README 'FP8 mode')"
+    )
+    parser.add_argument(
+        "--fp8-attention",
+        action="store_true",
+        help="--fp8 and FP8 attention where FlashAttention-3 runs (faster, larger error; README 'FP8 mode')",
+    )
+    parser.add_argument(
         "--gpus", type=int, default=1, help="one model replica per GPU: up to N visitors generate at once"
     )
     args = parser.parse_args(argv)
-    from app.gpu_queue import ENV_KEEP_ENCODERS, ENV_NO_COMPILE
+    from app.gpu_queue import ENV_FP8, ENV_KEEP_ENCODERS, ENV_NO_COMPILE
 
     if args.no_compile:
         os.environ[ENV_NO_COMPILE] = "1"
     if args.keep_encoders:
         os.environ[ENV_KEEP_ENCODERS] = "1"
+    if args.fp8 or args.fp8_attention:
+        os.environ[ENV_FP8] = "attention" if args.fp8_attention else "1"
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

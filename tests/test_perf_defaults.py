@@ -253,14 +253,22 @@ def test_cli_and_studio_switches_reach_the_loader(monkeypatch, tmp_path):
     calls.clear()
     monkeypatch.delenv(gpu_queue.ENV_NO_COMPILE, raising=False)
     monkeypatch.delenv(gpu_queue.ENV_KEEP_ENCODERS, raising=False)
-    for env in ({}, {gpu_queue.ENV_NO_COMPILE: "1", gpu_queue.ENV_KEEP_ENCODERS: "1"}):
+    monkeypatch.setenv(gpu_queue.ENV_FP8, "unset")  # records the original state, restored afterwards
+    monkeypatch.delenv(gpu_queue.ENV_FP8)
+    envs = (
+        {},
+        {gpu_queue.ENV_NO_COMPILE: "1", gpu_queue.ENV_KEEP_ENCODERS: "1", gpu_queue.ENV_FP8: "1"},
+        {gpu_queue.ENV_FP8: "attention"},
+    )
+    for env in envs:
         for k, v in env.items():
             monkeypatch.setenv(k, v)
         with pytest.raises(InputError):
             gpu_queue.load_pipeline("tiny")
     assert calls == [
-        {"compile": True, "keep_encoders": None},
-        {"compile": False, "keep_encoders": True},
+        {"compile": True, "keep_encoders": None, "fp8": False, "fp8_attention": False},
+        {"compile": False, "keep_encoders": True, "fp8": True, "fp8_attention": False},
+        {"compile": False, "keep_encoders": True, "fp8": True, "fp8_attention": True},
     ]
 
 
@@ -290,3 +298,28 @@ def test_vae_decode_is_tiled_only_when_the_untiled_decode_might_not_fit(loaded, 
     pipe.loaded = dataclasses.replace(loaded, tiled_decode=False)
     spare["free"] = spare["reserved"] = 0
     assert pipe._tile_decode(latents) is False  # a model that never tiles
+
+
+@pytest.mark.parametrize(
+    ("flags", "expect"),
+    [
+        ((), None),
+        (("--fp8",), "1"),
+        (("--fp8-attention",), "attention"),
+        (("--fp8", "--fp8-attention"), "attention"),
+    ],
+)
+def test_app_fp8_flags_reach_the_studio_loader(monkeypatch, flags, expect) -> None:
+    """``python app.py --fp8`` / ``--fp8-attention`` set what ``gpu_queue.load_pipeline`` reads."""
+    import app.server as server
+    from app import gpu_queue
+
+    monkeypatch.setenv(gpu_queue.ENV_FP8, "unset")  # records the original state, restored afterwards
+    monkeypatch.delenv(gpu_queue.ENV_FP8)
+    monkeypatch.setattr(server, "create_app", lambda studio: (None, None))
+    monkeypatch.setattr(server, "studio_for_gpus", lambda gpus, parser=None: None)
+    monkeypatch.setattr(server.uvicorn, "run", lambda *a, **k: None)
+    server.main(["--port", "0", *flags])
+    import os
+
+    assert os.environ.get(gpu_queue.ENV_FP8) == expect
