@@ -22,6 +22,7 @@ from app.guard import StudioGuard
 from app.proxy import add_viser_routes
 from app.sessions import free_port
 from app.ui import CSS, build_ui
+from fantasy_world.cli import add_speed_switches
 
 log = logging.getLogger(__name__)
 
@@ -130,22 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         "--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", 7860)))
     )
     parser.add_argument("--log-level", default="info")
-    parser.add_argument(
-        "--no-compile", action="store_true", help="run the model eagerly (CUDA compiles it by default)"
-    )
-    parser.add_argument(
-        "--keep-encoders",
-        action="store_true",
-        help="keep the text and image encoders on the GPU (by default they leave it once used)",
-    )
-    parser.add_argument(
-        "--fp8", action="store_true", help="FP8 linear layers (half the weight memory; README 'FP8 mode')"
-    )
-    parser.add_argument(
-        "--fp8-attention",
-        action="store_true",
-        help="--fp8 and FP8 attention where FlashAttention-3 runs (faster, larger error; README 'FP8 mode')",
-    )
+    add_speed_switches(parser)
     parser.add_argument(
         "--gpus", type=int, default=1, help="one model replica per GPU: up to N visitors generate at once"
     )

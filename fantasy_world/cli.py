@@ -26,6 +26,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="tiny", help="'tiny' (bundled) or a model folder (default: tiny)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32")
+    add_speed_switches(p)
+
+
+def add_speed_switches(p: argparse.ArgumentParser) -> None:
+    """--no-compile, --keep-encoders, --fp8, --fp8-attention: shared by the CLI and ``python app.py``."""
     p.add_argument(
         "--no-compile",
         action="store_true",
