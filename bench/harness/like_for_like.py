@@ -383,7 +383,9 @@ def _video(ctx: Context, sec: str, model: torch.nn.Module, parts: tuple, label: 
     )
     prompt = "a stone bridge over a river in a misty forest, cinematic"
     _, text_s = wall(lambda: pipe._encode_prompts(prompt, WAN_NEGATIVE_PROMPT), dev)
-    ctx.rec.add(sec, "text encoding, umT5-XXL, prompt + negative prompt (layers streamed from host)", text_s)
+    ctx.rec.add(
+        sec, f"{label}text encoding, umT5-XXL, prompt + negative prompt (layers streamed from host)", text_s
+    )
     pipe._prompt_cache.clear()  # the measured run encodes again
     image = np.random.default_rng(ctx.opts.seed).integers(
         0, 256, (size.height, size.width, 3), dtype=np.uint8
@@ -410,7 +412,9 @@ def _video(ctx: Context, sec: str, model: torch.nn.Module, parts: tuple, label: 
         total,
         note=f"timings {', '.join(f'{k} {v:.2f}s' for k, v in tm.items())}",
     )
-    ctx.rec.add(sec, "conditioning (text, CLIP, VAE encode of the start image, camera)", tm["conditioning"])
+    ctx.rec.add(
+        sec, f"{label}conditioning (text, CLIP, VAE encode of the start image, camera)", tm["conditioning"]
+    )
     ctx.rec.add(
         sec,
         f"{label}first guided step (approx.: denoise time minus steps 2-3)",
@@ -420,8 +424,8 @@ def _video(ctx: Context, sec: str, model: torch.nn.Module, parts: tuple, label: 
     ctx.rec.add(
         sec, f"{label}guided step (conditional + negative pass, both through the full model)", per_step
     )
-    ctx.rec.add(sec, "geometry read-out at the last step (extra over a guided step)", last - per_step)
-    ctx.rec.add(sec, "VAE decode + result", after, note=f"tiled: {world.meta.get('vae_tiled')}")
+    ctx.rec.add(sec, f"{label}geometry read-out at the last step (extra over a guided step)", last - per_step)
+    ctx.rec.add(sec, f"{label}VAE decode + result", after, note=f"tiled: {world.meta.get('vae_tiled')}")
     e2e = tm["conditioning"] + 49 * per_step + last + after
     target = TARGET_50_STEP_FP8_S if label.startswith("FP8") else TARGET_50_STEP_S
     ctx.rec.add(
