@@ -15,6 +15,7 @@ low expert only. Such models take a first and an optional last frame (``end_imag
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import hashlib
@@ -87,6 +88,7 @@ class StepInfo:
     expert: str | None = None  # two-expert models: which expert ran the step
 
 
+PROMPT_CACHE_SIZE = 32  # encoded prompts kept per pipeline (the negative prompt is one of them)
 COMPILING_MESSAGE = "compiling (once)"
 EAGER_FALLBACK_MESSAGE = "compilation failed; running eagerly (restarting the steps)"
 
@@ -315,21 +317,28 @@ class FantasyWorldPipeline:
     # ------------------------------------------------------------------ conditioning
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         """[1, L, D] text features; cached by prompt (the negative prompt is encoded once per process)."""
-        if prompt not in self._prompt_cache:
-            if len(self._prompt_cache) > 32:
-                self._prompt_cache.clear()
-            with torch.no_grad(), on_device(self._text_home):
-                feats = self.text_encoder.encode([prompt], device=self.device)
-            self._prompt_cache[prompt] = feats.to(self.dtype)
-        return self._prompt_cache[prompt]
+        return self._encode_prompts(prompt, None)[0]
 
     def _encode_prompts(self, prompt: str, negative: str | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Both prompts' features; the text encoder visits the card at most once for the pair."""
-        need = [p for p in (prompt, negative) if p is not None and p not in self._prompt_cache]
-        with on_device(self._text_home if need else None):
-            cond = self.encode_prompt(prompt)
-            uncond = self.encode_prompt(negative) if negative is not None else None
-        return cond, uncond
+        """Both prompts' features; the text encoder visits the card at most once for the pair.
+
+        Prompts not in the cache are encoded as one batch: with the encoder's layers streamed from host
+        memory (umT5-XXL, 11 GB), each encode call copies every layer to the card again, so the prompt and
+        the negative prompt together cost one pass over the weights, not two.
+        """
+        wanted = [p for p in (prompt, negative) if p is not None]
+        need = list(dict.fromkeys(p for p in wanted if p not in self._prompt_cache))
+        if need:
+            if len(self._prompt_cache) + len(need) > PROMPT_CACHE_SIZE:
+                keep = {p: self._prompt_cache[p] for p in wanted if p in self._prompt_cache}
+                self._prompt_cache.clear()
+                self._prompt_cache.update(keep)
+            with torch.no_grad(), on_device(self._text_home):
+                feats = self.text_encoder.encode(need, device=self.device)
+            for i, p in enumerate(need):
+                self._prompt_cache[p] = feats[i : i + 1].to(self.dtype)
+        cond = self._prompt_cache[prompt]
+        return cond, None if negative is None else self._prompt_cache[negative]
 
     def camera_trajectory(
         self, camera: CameraSource, frames: int, height: int, width: int
@@ -564,22 +573,26 @@ class FantasyWorldPipeline:
 
         def denoise() -> tuple[torch.Tensor, Any]:
             experts_ran.clear()  # a compile fallback restarts the steps
+            # one model: its steps reuse the context keys/values and camera projections (step_invariants.py);
+            # two experts swap on and off the card, so nothing of theirs is kept between steps
+            reuse = self.model.step_invariants() if residency is None else contextlib.nullcontext()
             try:
-                return sample(
-                    None if residency is not None else self.model,
-                    self.guidance_runner,
-                    schedule,
-                    latents.clone(),
-                    inputs,
-                    guidance=guidance,
-                    dtype=self.dtype,
-                    preview_every=preview_every,
-                    on_step=step_done,
-                    cancelled=lambda: _cancelled(cancel),
-                    select=select,
-                    geometry_at=geometry_at,
-                    window=step_window,
-                )
+                with reuse:
+                    return sample(
+                        None if residency is not None else self.model,
+                        self.guidance_runner,
+                        schedule,
+                        latents.clone(),
+                        inputs,
+                        guidance=guidance,
+                        dtype=self.dtype,
+                        preview_every=preview_every,
+                        on_step=step_done,
+                        cancelled=lambda: _cancelled(cancel),
+                        select=select,
+                        geometry_at=geometry_at,
+                        window=step_window,
+                    )
             finally:
                 if residency is not None:
                     residency.release()  # the next generation starts with the high expert; free the card

@@ -212,6 +212,41 @@ def test_offloaded_text_encoder_visits_once_per_new_prompt_and_results_unchanged
     assert not pipe.encoders_offloaded
 
 
+def test_prompt_and_negative_prompt_are_encoded_in_one_batch(loaded, monkeypatch):
+    """One encoder call for both prompts (one pass of a streamed umT5 over the card), same features."""
+    pipe = fresh(loaded)
+    calls: list[list[str]] = []
+    real = pipe.text_encoder.encode
+    monkeypatch.setattr(
+        pipe.text_encoder, "encode", lambda ps, **kw: calls.append(list(ps)) or real(ps, **kw)
+    )
+    cond, uncond = pipe._encode_prompts("a green cone", "blurry, static")
+    assert calls == [["a green cone", "blurry, static"]]
+    alone = [real([p], device="cpu") for p in ("a green cone", "blurry, static")]
+    torch.testing.assert_close(cond, alone[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(uncond, alone[1], rtol=1e-5, atol=1e-6)
+    assert cond.shape == alone[0].shape and uncond.shape == alone[1].shape
+    again, neg = pipe._encode_prompts("a yellow ring", "blurry, static")
+    assert calls[1:] == [["a yellow ring"]] and neg is uncond  # the cached negative is not encoded again
+    same, none = pipe._encode_prompts("same", "same")
+    assert calls[2:] == [["same"]] and none is same  # one prompt used twice is encoded once
+    assert pipe.encode_prompt("a yellow ring") is again and len(calls) == 3
+
+
+def test_prompt_cache_is_bounded_and_keeps_the_pair_in_use(loaded, monkeypatch):
+    from fantasy_world.pipeline import PROMPT_CACHE_SIZE
+
+    pipe = fresh(loaded)
+    fake = torch.zeros(1, 4, 8)
+    monkeypatch.setattr(pipe.text_encoder, "encode", lambda ps, **kw: fake.expand(len(ps), 4, 8).clone())
+    pipe._encode_prompts("negative", None)
+    for i in range(PROMPT_CACHE_SIZE - 1):
+        pipe._encode_prompts(f"p{i}", "negative")
+    assert len(pipe._prompt_cache) == PROMPT_CACHE_SIZE
+    cond, uncond = pipe._encode_prompts("one more", "negative")  # over the bound: cleared, pair kept
+    assert set(pipe._prompt_cache) == {"one more", "negative"} and uncond is not None
+
+
 def test_start_image_conditioning_cached_by_pixels(loaded, monkeypatch):
     pipe = fresh(loaded)
     stub = StubEncoder()

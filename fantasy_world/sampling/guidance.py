@@ -87,10 +87,32 @@ def _pair(a: torch.Tensor | None) -> torch.Tensor | None:
 
 
 class BatchedGuidance(GuidanceRunner):
-    """Both passes in one forward of batch 2 (conditional first)."""
+    """Both passes in one forward of batch 2 (conditional first).
+
+    The batch-2 inputs that do not change between steps (the two contexts, the image conditioning, the
+    camera) are concatenated once per generation, so every step hands the model the same tensors and its
+    step-invariant store (``models/wan/step_invariants.py``) finds them.
+    """
 
     def __init__(self) -> None:
         self._sequential = SequentialGuidance()
+        self._pairs: dict[tuple[int, ...], tuple[tuple[torch.Tensor, ...], torch.Tensor]] = {}
+
+    def reset(self) -> None:
+        self._pairs.clear()
+
+    def _stable(self, *parts: torch.Tensor | None) -> torch.Tensor | None:
+        """``cat(parts)`` along the batch (one part given twice: a pair), the same tensor every step."""
+        if any(p is None for p in parts):
+            return None
+        key = tuple(id(p) for p in parts)
+        hit = self._pairs.get(key)
+        if hit is None or any(a is not b or a._version != v for a, (b, v) in zip(parts, hit[0])):
+            if len(self._pairs) >= 8:
+                self._pairs.clear()
+            hit = (tuple((p, p._version) for p in parts), torch.cat(parts, dim=0))
+            self._pairs[key] = hit
+        return hit[1]
 
     def __call__(
         self, model, x, t, cond, uncond, *, want_geo, clip_fea=None, y=None, camera=None, image_hw=None
@@ -105,10 +127,10 @@ class BatchedGuidance(GuidanceRunner):
         out = model(
             _pair(x),
             t2,
-            torch.cat([cond, uncond], dim=0),
-            clip_fea=_pair(clip_fea),
-            y=_pair(y),
-            camera=_pair(camera),
+            self._stable(cond, uncond),
+            clip_fea=self._stable(clip_fea, clip_fea),
+            y=self._stable(y, y),
+            camera=self._stable(camera, camera),
             return_geometry=False,
             image_hw=image_hw,
         )

@@ -10,6 +10,8 @@ zero (no camera given) skip the adapters, as in the official processor — decid
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,6 +24,13 @@ def padded_width(n: int, multiple: int = 16) -> int:
     return n + (-n % multiple)
 
 
+class ProjectedCamera(NamedTuple):
+    """One adapter's ``k_proj.group1(camera)`` [B, L, context_dim]: it depends only on the camera path,
+    so a generation computes it once (``WanDiT.block_args``) instead of in each of its 100 forwards."""
+
+    value: torch.Tensor
+
+
 class GroupLinearDualK(nn.Module):
     """``group1`` on the camera features plus ``group2`` (Linear, ReLU, Linear) on the attention output."""
 
@@ -32,8 +41,9 @@ class GroupLinearDualK(nn.Module):
             nn.Linear(hidden_dim, inner_dim), nn.ReLU(), nn.Linear(inner_dim, context_dim)
         )
 
-    def forward(self, camera: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.group2(x) + self.group1(camera)
+    def forward(self, camera: torch.Tensor | ProjectedCamera, x: torch.Tensor) -> torch.Tensor:
+        projected = camera.value if isinstance(camera, ProjectedCamera) else self.group1(camera)
+        return self.group2(x) + projected
 
 
 class GroupLinearDualV(nn.Module):
@@ -78,15 +88,23 @@ class CameraAdapter(nn.Module):
         self.k_proj = GroupLinearDualK(context_dim, hidden_dim, k_inner)
         self.v_proj = GroupLinearDualV(context_dim, hidden_dim, v_inner)
 
-    def forward(self, out: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
-        """out [B, L, dim] cross-attention result, camera [B, L, context_dim] -> shift broadcastable to out."""
-        if camera.shape[:2] != out.shape[:2] or camera.shape[-1] != self.context_dim:
+    def forward(self, out: torch.Tensor, camera: torch.Tensor | ProjectedCamera) -> torch.Tensor:
+        """out [B, L, dim] cross-attention result, camera [B, L, context_dim] (or its :meth:`project`)
+        -> shift broadcastable to out."""
+        features = camera.value if isinstance(camera, ProjectedCamera) else camera
+        if features.shape[:2] != out.shape[:2] or features.shape[-1] != self.context_dim:
             raise InputError(
-                f"camera features {tuple(camera.shape)}: expected [{out.shape[0]}, {out.shape[1]}, "
+                f"camera features {tuple(features.shape)}: expected [{out.shape[0]}, {out.shape[1]}, "
                 f"{self.context_dim}] (one feature per video token)"
             )
         dtype = self.k_proj.group1.weight.dtype
-        return self.v_proj(self.k_proj(camera.to(dtype), out.to(dtype)))
+        if not isinstance(camera, ProjectedCamera):
+            camera = camera.to(dtype)
+        return self.v_proj(self.k_proj(camera, out.to(dtype)))
+
+    def project(self, camera: torch.Tensor) -> ProjectedCamera:
+        """The part of this adapter that sees only the camera features (reused across steps)."""
+        return ProjectedCamera(self.k_proj.group1(camera.to(self.k_proj.group1.weight.dtype)))
 
 
 def install_camera_adapters(

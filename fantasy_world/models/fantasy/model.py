@@ -18,6 +18,7 @@ features (from :meth:`encode_camera`) enter the video stream through the adapter
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -41,7 +42,7 @@ from fantasy_world.models.fantasy.latent_bridge import ConvBridge, TransformerBr
 from fantasy_world.models.fantasy.layers.geometry_block import GeometryBlock
 from fantasy_world.models.fantasy.pose_encoder import CameraPoseEncoder
 from fantasy_world.models.fantasy.time_embedding import GeometryTimeEmbedding
-from fantasy_world.models.wan.dit import WanDiT, camera_or_none
+from fantasy_world.models.wan.dit import WanDiT
 
 
 @dataclass
@@ -177,7 +178,11 @@ class FantasyWorldModel(nn.Module):
             raise InputError(
                 f"camera features shape {tuple(camera.shape)}: expected {want} (from encode_camera)"
             )
-        return camera_or_none(camera)
+        return self.dit.camera_features(camera)
+
+    def step_invariants(self) -> contextlib.AbstractContextManager:
+        """One generation's scope for reusing step-invariant projections (``WanDiT.step_invariants``)."""
+        return self.dit.step_invariants()
 
     # ------------------------------------------------------------------ forward
     def _kept_layers(self) -> set[int]:
@@ -223,8 +228,8 @@ class FantasyWorldModel(nn.Module):
             # official patchify keeps only element 0 here); the blocks then see no camera argument
             tokens = tokens + camera.to(tokens.dtype)
             camera = None
-        for block in self.dit.blocks[: cfg.n_pcb]:
-            tokens = self._run(block, tokens, state, camera)
+        for i, block in enumerate(self.dit.blocks[: cfg.n_pcb]):
+            tokens = self._run(block, tokens, *self.dit.block_args(i, state, camera))
 
         geo_dtype = self.aggregator.camera_token.dtype
         patches = self.bridge(tokens, state.grid).to(geo_dtype)
@@ -243,8 +248,17 @@ class FantasyWorldModel(nn.Module):
         for i, (frame_block, irg) in enumerate(zip(self.aggregator.frame_blocks, self.irg)):
             g = self._run(frame_block, g, pos_frame, e0_frame)
             frame_out = g
+            block_state, block_camera = self.dit.block_args(cfg.n_pcb + i, state, camera)
             tokens, g_glob = self._run(
-                irg, tokens, g.reshape(b, f * p, d), state, pos_global, e0, freqs_video, freqs_geo, camera
+                irg,
+                tokens,
+                g.reshape(b, f * p, d),
+                block_state,
+                pos_global,
+                e0,
+                freqs_video,
+                freqs_geo,
+                block_camera,
             )
             g = g_glob.reshape(b * f, p, d)
             if i in keep:
@@ -255,6 +269,9 @@ class FantasyWorldModel(nn.Module):
         velocity = self.dit.finalize(tokens, state)
         geometry = None
         if return_geometry:
+            # the heads set the memory peak of a step: the store is rebuilt by the next forward instead
+            state = block_state = block_camera = None
+            self.dit.release_step_invariants()
             if image_hw is None:
                 ph, pw = cfg.dit.patch_size[1:]
                 image_hw = (h * ph * cfg.vae_stride[1], w * pw * cfg.vae_stride[2])
@@ -280,8 +297,8 @@ class FantasyWorldModel(nn.Module):
         f, h, w = state.grid
         camera = self._check_camera(camera, x.shape[0], f * h * w)
         tokens = state.tokens if camera is None else state.tokens + camera.to(state.tokens.dtype)
-        for block in self.dit.blocks:
-            tokens = block(tokens, state, None)
+        for i, block in enumerate(self.dit.blocks):
+            tokens = block(tokens, *self.dit.block_args(i, state, None))
         return self.dit.finalize(tokens, state)
 
     def decode_geometry(

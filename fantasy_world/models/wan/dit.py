@@ -9,7 +9,9 @@ fused forms: ``rms_norm`` for the q/k norms, one ``addcmul`` for each "norm * (1
 straight into bf16) and for each gated residual sum (the bf16 operand is promoted inside the kernel, not
 copied to float32 first). Same float32 stream, fewer passes over memory, one rounding per step instead
 of several: why, our eager forward was 9% slower than diffusers' on an H200 (bench/NOTES.md) because each
-of these steps was 2-4 separate float32 passes. Float32 weights keep the exact, unfused expressions.
+of these steps was 2-4 separate float32 passes. Float32 weights keep the exact, unfused expressions. On a
+GPU at inference the feed-forward's first linear and its GELU are one GEMM, eager and compiled alike
+(``linear_gelu.py``).
 
 ``forward`` is ``embed`` -> blocks -> ``finalize`` so that a wrapping model (FantasyWorld's IRG blocks)
 can run the blocks, or the two halves of a block (``attend`` / ``feed_forward``), itself.
@@ -17,15 +19,19 @@ can run the blocks, or the two halves of a block (``attend`` / ``feed_forward``)
 
 from __future__ import annotations
 
+import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from fantasy_world.errors import InputError
+from fantasy_world.models.wan import step_invariants as invariants
 from fantasy_world.models.wan.attention import attention, self_attention
 from fantasy_world.models.wan.config import WanDiTConfig
+from fantasy_world.models.wan.linear_gelu import feed_forward
 from fantasy_world.models.wan.rope import apply_rope, wan_rope_freqs
 
 
@@ -100,6 +106,16 @@ class WanSelfAttention(nn.Module):
         return self.o(out.flatten(2))
 
 
+class CrossKV(NamedTuple):
+    """One block's cross-attention keys and values [B, Lc, heads, head_dim] for one context (``*_img``:
+    the CLIP image tokens of I2V, else None). They depend only on the prompt and start image."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+    k_img: torch.Tensor | None
+    v_img: torch.Tensor | None
+
+
 class WanCrossAttention(nn.Module):
     """Cross-attention to text (and, for I2V, the first ``clip_tokens`` context tokens via ``*_img``).
 
@@ -137,21 +153,25 @@ class WanCrossAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim)
 
-    def forward(
-        self, x: torch.Tensor, context: torch.Tensor, camera: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        x = _cast(x, self.q)
+    def context_kv(self, context: torch.Tensor) -> CrossKV:
+        """Keys and values of the embedded context [B, Lc', dim] (image tokens first for I2V)."""
         context = _cast(context, self.k)
+        k_img = v_img = None
         if self.image_input:
             context_img, context = context[:, : self.clip_tokens], context[:, self.clip_tokens :]
-        q = self._heads(self.norm_q(self.q(x)))
-        k = self._heads(self.norm_k(self.k(context)))
-        v = self._heads(self.v(context))
-        out = attention(q, k, v).flatten(2)
-        if self.image_input:
             k_img = self._heads(self.norm_k_img(self.k_img(context_img)))
             v_img = self._heads(self.v_img(context_img))
-            out = out + attention(q, k_img, v_img).flatten(2)
+        return CrossKV(self._heads(self.norm_k(self.k(context))), self._heads(self.v(context)), k_img, v_img)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | CrossKV, camera: Any = None) -> torch.Tensor:
+        """``context``: the embedded context, or its :meth:`context_kv` computed earlier (the same maths).
+        ``camera``: features for the camera adapter (ignored without one), raw or projected."""
+        x = _cast(x, self.q)
+        kv = context if isinstance(context, CrossKV) else self.context_kv(context)
+        q = self._heads(self.norm_q(self.q(x)))
+        out = attention(q, kv.k, kv.v).flatten(2)
+        if kv.k_img is not None:
+            out = out + attention(q, kv.k_img, kv.v_img).flatten(2)
         if self.camera_adapter is not None and camera is not None:
             out = out + self.camera_adapter(out, camera).to(out.dtype)
         return self.o(out)
@@ -165,8 +185,10 @@ class WanState:
     grid: tuple[int, int, int]  # (f, h, w) token grid
     e: torch.Tensor  # [B, dim] float32 time embedding (for the head)
     t_mod: torch.Tensor  # [B, 6, dim] float32 block modulation
-    context: torch.Tensor  # [B, Lc', dim] embedded context, image tokens first for I2V
+    context: torch.Tensor | CrossKV  # [B, Lc', dim] embedded context, image tokens first for I2V
     freqs: torch.Tensor  # [L, head_dim//2] complex64 RoPE table
+    # inside a step_invariants scope: the store entry of this context (per-block keys and values)
+    reuse: invariants.Entry | None = None
 
 
 @dataclass
@@ -218,9 +240,9 @@ class WanBlock(nn.Module):
         """Modulated, gated feed-forward with its residual."""
         x = x.float()
         if _fused(self.ffn[0]):
-            y = self.ffn(_modulate(self.norm2(x), mod.shift, mod.scale, self.ffn[0]))
+            y = feed_forward(self.ffn, _modulate(self.norm2(x), mod.shift, mod.scale, self.ffn[0]))
             return torch.addcmul(x, y, mod.gate)
-        y = self.ffn(_cast(self.norm2(x) * (1 + mod.scale) + mod.shift, self.ffn[0]))
+        y = feed_forward(self.ffn, _cast(self.norm2(x) * (1 + mod.scale) + mod.shift, self.ffn[0]))
         return x + y.float() * mod.gate
 
     def forward(self, x: torch.Tensor, state: WanState, camera: torch.Tensor | None = None) -> torch.Tensor:
@@ -375,15 +397,72 @@ class WanDiT(nn.Module):
         e = _linear_f32(self.time_embedding[2], nn.functional.silu(_linear_f32(self.time_embedding[0], sin)))
         t_mod = _linear_f32(self.time_projection[1], nn.functional.silu(e)).unflatten(1, (6, cfg.dim))
 
+        store = invariants.active(self)
+        if store is None:
+            ctx, reuse = self._embed_context(context, clip_fea), None
+        else:
+            reuse = store.entry(
+                "context", (context, clip_fea), lambda: self._embed_context(context, clip_fea)
+            )
+            ctx = reuse.value
+        freqs = wan_rope_freqs(cfg.head_dim, grid, tokens.device, cfg.rope_theta)
+        return WanState(tokens=tokens, grid=grid, e=e, t_mod=t_mod, context=ctx, freqs=freqs, reuse=reuse)
+
+    def _embed_context(self, context: torch.Tensor, clip_fea: torch.Tensor | None) -> torch.Tensor:
+        """Text features zero-padded to ``text_len`` and embedded; CLIP image tokens first for I2V."""
+        cfg = self.cfg
         pad = cfg.text_len - context.shape[1]
         if pad:
             context = torch.cat([context, context.new_zeros(context.shape[0], pad, context.shape[2])], dim=1)
         ctx = self.text_embedding(_cast(context, self.text_embedding[0]))
         if cfg.image_input:
             ctx = torch.cat([self.img_emb(clip_fea).to(ctx.dtype), ctx], dim=1)
+        return ctx
 
-        freqs = wan_rope_freqs(cfg.head_dim, grid, tokens.device, cfg.rope_theta)
-        return WanState(tokens=tokens, grid=grid, e=e, t_mod=t_mod, context=ctx, freqs=freqs)
+    def step_invariants(self) -> contextlib.AbstractContextManager[invariants.StepInvariants]:
+        """A scope (one generation) in which forwards reuse the context keys/values and camera
+        projections an earlier forward built for the same tensors: see :mod:`.step_invariants`."""
+        return invariants.step_invariants(self)
+
+    def release_step_invariants(self) -> None:
+        """Empty the open scope's store (the next forward rebuilds what it needs): frees its memory
+        before a memory-hungry phase such as the geometry heads."""
+        store = invariants.active(self)
+        if store is not None:
+            store.clear()
+
+    def camera_features(self, camera: torch.Tensor | None) -> torch.Tensor | None:
+        """:func:`camera_or_none`; inside a scope its answer for a camera tensor is kept, so the host
+        sync of its check happens once per generation instead of once per forward."""
+        store = invariants.active(self)
+        if store is None or camera is None:
+            return camera_or_none(camera)
+        return store.entry("camera", (camera,), lambda: camera_or_none(camera)).value
+
+    def block_args(self, i: int, state: WanState, camera: Any) -> tuple[WanState, Any]:
+        """``(state, camera)`` as block ``i`` takes them. Inside a scope, with the block's context keys and
+        values and its camera adapter's projection of the camera from the store (built on first use).
+        The camera projection is kept for a batch of one only (a batch of two would double its memory)."""
+        reuse = state.reuse
+        if reuse is None:
+            return state, camera
+        block = self.blocks[i]
+        kv = reuse.per_block.get(i)
+        if kv is None:
+            kv = reuse.per_block[i] = block.cross_attn.context_kv(state.context)
+        adapter = block.cross_attn.camera_adapter
+        store = invariants.active(self)
+        if (
+            adapter is not None
+            and isinstance(camera, torch.Tensor)
+            and camera.shape[0] == 1
+            and store is not None
+        ):
+            projected = store.entry("camera", (camera,), lambda: camera_or_none(camera)).per_block
+            if i not in projected:
+                projected[i] = adapter.project(camera)
+            camera = projected[i]
+        return replace(state, context=kv, reuse=None), camera
 
     def finalize(self, tokens: torch.Tensor, state: WanState) -> torch.Tensor:
         """Output head and unpatchify: tokens [B, L, dim] -> float32 [B, out_dim, F, H, W]."""
@@ -405,10 +484,10 @@ class WanDiT(nn.Module):
         camera: torch.Tensor | None = None,
     ) -> torch.Tensor:
         state = self.embed(x, t, context, clip_fea=clip_fea, y=y)
-        camera = camera_or_none(camera)
+        camera = self.camera_features(camera)
         tokens = state.tokens
-        for block in self.blocks:
-            tokens = block(tokens, state, camera)
+        for i, block in enumerate(self.blocks):
+            tokens = block(tokens, *self.block_args(i, state, camera))
         return self.finalize(tokens, state)
 
 
