@@ -195,3 +195,20 @@ def test_a_generation_builds_once_and_matches_recomputing_every_step(tiny, monke
     np.testing.assert_array_equal(out.images, ref.images)
     np.testing.assert_array_equal(out.points, ref.points)
     np.testing.assert_array_equal(out.cam_c2w, ref.cam_c2w)
+
+
+@torch.no_grad()
+def test_block_swap_inside_a_scope_gives_the_same_output() -> None:
+    from fantasy_world.accel.offload import enable_block_swap
+
+    model = _model()
+    x, ctx, kw = _inputs(model)
+    t = torch.tensor([600.0])
+    ref = model(x, t, ctx, **kw).velocity
+    swap = enable_block_swap(model, "cpu")
+    try:
+        with model.step_invariants():
+            for _ in range(2):
+                torch.testing.assert_close(model(x, t, ctx, **kw).velocity, ref, rtol=0, atol=0)
+    finally:
+        swap.remove()

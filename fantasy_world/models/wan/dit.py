@@ -444,9 +444,9 @@ class WanDiT(nn.Module):
         values and its camera adapter's projection of the camera from the store (built on first use).
         The camera projection is kept for a batch of one only (a batch of two would double its memory)."""
         reuse = state.reuse
-        if reuse is None:
-            return state, camera
         block = self.blocks[i]
+        if reuse is None or block.cross_attn.k.weight.device != state.tokens.device:
+            return state, camera  # no scope, or a swapped-out block (offload): it computes its own
         kv = reuse.per_block.get(i)
         if kv is None:
             kv = reuse.per_block[i] = block.cross_attn.context_kv(state.context)
