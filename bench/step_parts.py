@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fantasy_world.models.fantasy.model import GeometryOutput  # noqa: E402
 from fantasy_world.models.wan import linear_gelu  # noqa: E402
+from fantasy_world.pipeline import _as_uint8_video  # noqa: E402
 from fantasy_world.readout import read_geometry  # noqa: E402
 
 ROWS: list[dict[str, object]] = []
@@ -123,13 +124,24 @@ def readout_rows(frames: int = 81, height: int = 336, width: int = 592) -> None:
         pose_enc=torch.rand(1, frames, 9, device="cuda", generator=gen),
     )
 
-    def host_points() -> None:  # what read_geometry did before: float64 on the host
+    def host_points() -> None:  # what read_geometry did before: pageable copies, float64 points on the host
+        for m in (geo.depth, geo.depth_conf, geo.world_points_conf):
+            m[0].float().cpu().numpy()
         pts = geo.world_points[0].double().cpu()
         (pts @ torch.eye(3, dtype=torch.float64) + 1.0).float().numpy()
 
+    def pageable_frames() -> None:  # what _as_uint8_video did before
+        ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+
+    video = torch.rand(3, frames, height, width, device="cuda", generator=gen) * 2 - 1
     for name, fn in (
-        ("read_geometry (points mapped on the card)", lambda: read_geometry(geo, height, width)),
-        ("points mapped on the host in float64 (before)", host_points),
+        (
+            "read_geometry (points mapped on the card, copies through pinned memory)",
+            lambda: read_geometry(geo, height, width),
+        ),
+        ("read_geometry before (pageable copies, points mapped on the host in float64)", host_points),
+        ("video to uint8 frames on the host (pipeline._as_uint8_video)", lambda: _as_uint8_video(video)),
+        ("the same through pageable memory (before)", pageable_frames),
     ):
         fn()
         times = []
@@ -145,10 +157,12 @@ def readout_rows(frames: int = 81, height: int = 336, width: int = 592) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--only-readout", action="store_true", help="just the read-out rows")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     row("device", note=f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
-    for fn in (
+    parts = [readout_rows] if args.only_readout else None
+    for fn in parts or (
         lambda: ffn_rows(16317, 5120, 13824, "14B 336x592x81"),
         lambda: ffn_rows(32760, 1536, 8960, "1.3B 480x832x81"),
         invariant_rows,

@@ -43,6 +43,7 @@ from fantasy_world.readout import PredictedGeometry, read_geometry
 from fantasy_world.sampling import flow_match_schedule, seeded_noise
 from fantasy_world.sampling.guidance import GuidanceRunner, SequentialGuidance
 from fantasy_world.sampling.sampler import PassInputs, StepModel, geometry_steps, sample
+from fantasy_world.utils.host_copy import to_numpy
 from fantasy_world.utils.versions import package_versions
 from fantasy_world.validation import (
     check_frames,
@@ -110,7 +111,7 @@ def _cancelled(cancel: CancelFlag) -> bool:
 def _as_uint8_video(video: torch.Tensor) -> np.ndarray:
     """[3, T, H, W] in [-1, 1] → uint8 [T, H, W, 3]."""
     v = ((video.float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
-    return v.permute(1, 2, 3, 0).cpu().numpy()
+    return to_numpy(v.permute(1, 2, 3, 0).contiguous())
 
 
 def _image_to_tensor(image: Any, height: int, width: int) -> torch.Tensor:
