@@ -73,9 +73,7 @@ def test_reused_forwards_equal_recomputed_ones_and_build_once(monkeypatch, name:
         second = model(x * 0.5, t2, ctx, **kw).velocity  # another step: other latents and timestep
         assert len(calls) == layers and store.builds == 2  # nothing rebuilt
         camera = kw["camera"]
-        projected = [
-            v for slot, e in store._entries.items() if slot[0] == "camera" for v in e.per_block.values()
-        ]
+        projected = [v for e in store.entries("camera") for v in e.per_block.values()]
         adapters = sum(b.cross_attn.camera_adapter is not None for b in model.dit.blocks)
         assert len(projected) == adapters and all(isinstance(p, ProjectedCamera) for p in projected)
         assert projected[0].value.shape == camera.shape

@@ -437,7 +437,7 @@ class WanDiT(nn.Module):
         store = invariants.active(self)
         if store is None or camera is None:
             return camera_or_none(camera)
-        return store.entry("camera", (camera,), lambda: camera_or_none(camera)).value
+        return _camera_entry(store, camera).value
 
     def block_args(self, i: int, state: WanState, camera: Any) -> tuple[WanState, Any]:
         """``(state, camera)`` as block ``i`` takes them. Inside a scope, with the block's context keys and
@@ -458,7 +458,7 @@ class WanDiT(nn.Module):
             and camera.shape[0] == 1
             and store is not None
         ):
-            projected = store.entry("camera", (camera,), lambda: camera_or_none(camera)).per_block
+            projected = _camera_entry(store, camera).per_block
             if i not in projected:
                 projected[i] = adapter.project(camera)
             camera = projected[i]
@@ -500,6 +500,11 @@ def camera_or_none(camera: torch.Tensor | None) -> torch.Tensor | None:
     if camera is None or not bool(camera.detach().any()):
         return None
     return camera
+
+
+def _camera_entry(store: invariants.StepInvariants, camera: torch.Tensor) -> invariants.Entry:
+    """The store's entry for a camera tensor: its :func:`camera_or_none` answer and per-block projections."""
+    return store.entry("camera", (camera,), lambda: camera_or_none(camera))
 
 
 def _linear_f32(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,23 +54,24 @@ class StepInvariants:
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, int], Entry] = OrderedDict()
-        self._next = 0
+        self._entries: list[tuple[str, Entry]] = []  # least recently used first
         self.builds = 0  # entries built (tests and logs: one per new prompt / camera)
 
     def entry(self, kind: str, keys: tuple[torch.Tensor | None, ...], build: Callable[[], Any]) -> Entry:
         """The entry of ``kind`` for exactly these tensors, built with ``build()`` if there is none."""
-        for slot, found in self._entries.items():
-            if slot[0] == kind and found.matches(keys):
-                self._entries.move_to_end(slot)
+        for i, (k, found) in enumerate(self._entries):
+            if k == kind and found.matches(keys):
+                self._entries.append(self._entries.pop(i))
                 return found
-        while len(self._entries) >= self.max_entries:
-            self._entries.popitem(last=False)
+        del self._entries[: max(0, len(self._entries) - self.max_entries + 1)]
         made = Entry(keys=keys, versions=_versions(keys), value=build())
-        self._entries[(kind, self._next)] = made
-        self._next += 1
+        self._entries.append((kind, made))
         self.builds += 1
         return made
+
+    def entries(self, kind: str) -> list[Entry]:
+        """The entries of ``kind``, least recently used first."""
+        return [e for k, e in self._entries if k == kind]
 
     def clear(self) -> None:
         """Drop every entry (their memory returns once no forward holds them)."""
