@@ -1,11 +1,13 @@
 """Small GPU measurements of the parts of a denoising step that issue 12's remaining gap is made of.
 
-Why: the compiled FantasyWorld-14B forward misses its target by ~1 % and the 50-step video by ~2 %, so
-each candidate saving (the feed-forward's GELU in the GEMM epilogue, step-invariant projections, the
-geometry read-out to numpy) is measured alone first, at the real 14B shapes, before it is worth building
-into the model. Prints one JSON object per row and writes them to ``--out``/step_parts.json.
+Why: each candidate saving (the feed-forward's GELU in the GEMM epilogue, step-invariant projections, the
+geometry read-out to numpy, one GEMM for q/k/v, key smoothing for FP8 attention, inductor options) is
+measured alone first, at the real 14B shapes, before it is worth building into the model; the per-block
+kernel profile (``--only-profile``) shows where a compiled block spends its time. Prints one JSON object
+per row and writes them to ``--out``/step_parts.json.
 
-    python bench/step_parts.py --out OUT
+    python bench/step_parts.py --out OUT [--only-readout | --only-fusion | --only-profile | --only-options]
+        [--wheels .train_state/whl]
 """
 
 from __future__ import annotations
@@ -113,6 +115,219 @@ def invariant_rows() -> None:
     row("camera adapter group1 of one forward (25 adapter blocks, derived)", s * adapters)
 
 
+def projection_rows(tokens: int, dim: int, label: str) -> None:
+    """q, k, v of self-attention as three GEMMs against one GEMM on the concatenated weights, bf16 and FP8."""
+    from fantasy_world.quant.fp8_linear import enable_fp8_gemm, fp8_linear, quantize_weight
+
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    x = torch.randn(tokens, dim, device="cuda", generator=gen).bfloat16()
+    ws = [(torch.randn(dim, dim, device="cuda", generator=gen) / dim**0.5).bfloat16() for _ in range(3)]
+    bs = [(torch.randn(dim, device="cuda", generator=gen) * 0.1).bfloat16() for _ in range(3)]
+    w_cat, b_cat = torch.cat(ws), torch.cat(bs)
+    flops = 2.0 * tokens * dim * dim * 3
+
+    def split() -> list[torch.Tensor]:
+        return [F.linear(x, w, b) for w, b in zip(ws, bs, strict=True)]
+
+    def fused() -> tuple[torch.Tensor, ...]:
+        return F.linear(x, w_cat, b_cat).split(dim, dim=-1)
+
+    for name, fn in (("three GEMMs", split), ("one GEMM, concatenated weights", fused)):
+        s = cuda_time(fn)
+        row(f"{label} q/k/v projections bf16: {name}", s, tflops=round(flops / s / 1e12, 1))
+    row(
+        f"{label}: rel. diff fused vs three GEMMs, bf16",
+        err=rel(torch.cat(fused(), -1), torch.cat(split(), -1)),
+    )
+    if not enable_fp8_gemm():
+        row(f"{label}: FP8 rows skipped", note="no FP8 GEMM on this GPU")
+        return
+    q8 = [quantize_weight(w) for w in ws]
+    qw_cat, qs_cat = torch.cat([q for q, _ in q8]), torch.cat([s for _, s in q8])
+
+    @torch.compile(dynamic=False)
+    def split8(x: torch.Tensor) -> list[torch.Tensor]:
+        xs = F.layer_norm(x.float(), (dim,)).bfloat16()  # the op the quantisation is fused into in the model
+        return [fp8_linear(xs, q, s, b) for (q, s), b in zip(q8, bs, strict=True)]
+
+    @torch.compile(dynamic=False)
+    def fused8(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        xs = F.layer_norm(x.float(), (dim,)).bfloat16()
+        return fp8_linear(xs, qw_cat, qs_cat, b_cat).split(dim, dim=-1)
+
+    for name, fn in (("three GEMMs", split8), ("one GEMM, concatenated weights", fused8)):
+        s = cuda_time(lambda fn=fn: fn(x))
+        row(
+            f"{label} layer norm + q/k/v projections FP8, compiled: {name}",
+            s,
+            tflops=round(flops / s / 1e12, 1),
+        )
+    row(
+        f"{label}: rel. diff fused vs three GEMMs, FP8",
+        err=rel(torch.cat(fused8(x), -1), torch.cat(split8(x), -1)),
+    )
+
+
+def block_gemm_rows(tokens: int = 16317, dim: int = 5120, hidden: int = 13824) -> None:
+    """Each GEMM shape of a 14B block alone (bias, bf16): what cuBLAS reaches without the rest of the model."""
+    gen = torch.Generator(device="cuda").manual_seed(4)
+    for n, k, what in ((dim, dim, "q/k/v/o"), (hidden, dim, "FFN in"), (dim, hidden, "FFN out")):
+        x = torch.randn(tokens, k, device="cuda", generator=gen).bfloat16()
+        w = (torch.randn(n, k, device="cuda", generator=gen) / k**0.5).bfloat16()
+        b = torch.zeros(n, device="cuda", dtype=torch.bfloat16)
+        s = cuda_time(lambda x=x, w=w, b=b: F.linear(x, w, b))
+        row(f"14B GEMM {what} {tokens}x{k}->{n}", s, tflops=round(2.0 * tokens * n * k / s / 1e12, 1))
+
+
+def fp8_attention_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 128) -> None:
+    """FA3's FP8 attention at the 14B self-attention shape with and without key smoothing: time and error."""
+    from bench.harness.attention_table import _inputs, _reference
+    from fantasy_world.models.wan import flash3
+
+    if not flash3.source():
+        row("FP8 attention rows skipped", note="no FlashAttention-3 build loaded")
+        return
+    q, k, v = _inputs(1, heads, head_dim, tokens, tokens, torch.device("cuda"), 0)
+    ref = _reference(q, k, v)
+    flops = 4.0 * heads * head_dim * tokens * tokens
+
+    def unsmoothed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        (q8, qs), (k8, ks), (v8, vs) = (flash3.quantize_heads(t) for t in (q, k, v))
+        return flash3._fwd[0](
+            q8, k8, v8, softmax_scale=head_dim**-0.5, q_descale=qs, k_descale=ks, v_descale=vs
+        )[0]
+
+    variants = (
+        ("FA3 bf16", flash3.attention),
+        ("FA3 FP8, keys not smoothed (before)", torch.compile(unsmoothed, dynamic=False)),
+        ("FA3 FP8, keys smoothed", torch.compile(flash3.fp8_attention, dynamic=False)),
+    )
+    for name, fn in variants:
+        out = fn(q, k, v)
+        s = cuda_time(lambda fn=fn: fn(q, k, v), reps=10)
+        row(
+            f"14B self-attention {name} (quantisation compiled)",
+            s,
+            tflops=round(flops / s / 1e12, 1),
+            err=rel(out, ref),
+        )
+
+
+def block_profile_rows(layers: int = 4) -> None:
+    """Kernels of a compiled I2V-14B forward cut to ``layers`` blocks, per block: bf16, FP8, FP8 + FP8 attention.
+
+    Why: the FP8 forward spends ~0.08 s more than bf16 outside the GEMMs and attention (issue 12's profile);
+    this lists each kernel's time per block so that the extra passes can be named.
+    """
+    import dataclasses
+
+    from torch.profiler import ProfilerActivity, profile
+
+    from bench.harness.bench_models import I2V_SIZE, build_wan, wan_inputs
+    from fantasy_world.accel.compile import compile_blocks
+    from fantasy_world.models.wan.config import wan_dit_config
+    from fantasy_world.quant.selection import quantize_model, set_fp8_attention
+
+    cfg = dataclasses.replace(wan_dit_config("wan2.1-i2v-14b"), num_layers=layers)
+    dev = torch.device("cuda")
+    model = build_wan(cfg, dev, torch.bfloat16, 0).eval()
+    inputs = wan_inputs(cfg, I2V_SIZE, dev, torch.bfloat16)
+    for mode in ("bf16", "FP8", "FP8 + FP8 attention"):
+        if mode == "FP8":
+            quantize_model(model)
+        if mode == "FP8 + FP8 attention":
+            set_fp8_attention(model, True)
+        compile_blocks(model)
+
+        def forward() -> None:
+            with torch.no_grad():
+                model(**inputs)
+
+        for _ in range(2):
+            forward()
+        s = cuda_time(forward, reps=5, warmup=1)
+        row(f"I2V-14B cut to {layers} blocks, compiled, {mode}: forward", s)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            forward()
+            torch.cuda.synchronize()
+        per: dict[str, float] = {}
+        for e in prof.events():
+            if e.device_type.name == "CUDA":
+                per[e.name] = per.get(e.name, 0.0) + e.device_time_total / 1e3
+        total = sum(per.values())
+        row(f"{mode}: kernel time per block (ms)", total / layers)
+        for name, ms in sorted(per.items(), key=lambda kv: -kv[1])[:24]:
+            row(f"{mode}: kernel", ms / layers, kernel=name[:160])
+
+
+COMPILE_OPTIONS: dict[str, dict[str, object]] = {
+    "default": {},
+    "multi_kernel": {"triton.multi_kernel": 1},
+    "coordinate_descent_tuning": {"coordinate_descent_tuning": True},
+    "multi_kernel + coordinate_descent_tuning": {"triton.multi_kernel": 1, "coordinate_descent_tuning": True},
+}
+
+
+def compile_option_rows(layers: int = 4) -> None:
+    """Inductor options for the compiled blocks (I2V-14B cut to ``layers`` blocks): forward time, time of
+    the fused element-wise kernels per block, first call; bf16 and FP8.
+
+    Why: in the per-block profile the norm/modulation/residual reductions ran at a third to a half of the
+    card's memory bandwidth. (The cause was the channel-major token stream, since fixed in ``WanDiT.embed``;
+    these options won back at most 1 %.)
+    """
+    import dataclasses
+
+    from torch.profiler import ProfilerActivity, profile
+
+    from bench.harness.bench_models import I2V_SIZE, build_wan, wan_inputs
+    from fantasy_world.accel.compile import compile_blocks, uncompile_blocks
+    from fantasy_world.models.wan.config import wan_dit_config
+    from fantasy_world.quant.selection import quantize_model
+
+    cfg = dataclasses.replace(wan_dit_config("wan2.1-i2v-14b"), num_layers=layers)
+    dev = torch.device("cuda")
+    model = build_wan(cfg, dev, torch.bfloat16, 0).eval()
+    inputs = wan_inputs(cfg, I2V_SIZE, dev, torch.bfloat16)
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return model(**inputs)
+
+    for precision in ("bf16", "FP8"):
+        if precision == "FP8":
+            quantize_model(model)
+        first = None
+        for label, options in COMPILE_OPTIONS.items():
+            uncompile_blocks(model)
+            torch._dynamo.reset()
+            compile_blocks(model, options=options)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            out = forward()
+            torch.cuda.synchronize()
+            compile_s = time.perf_counter() - t0
+            first = out if first is None else first
+            forward()
+            s = cuda_time(forward, reps=5, warmup=1)
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                forward()
+                torch.cuda.synchronize()
+            triton_ms = sum(
+                e.device_time_total / 1e3
+                for e in prof.events()
+                if e.device_type.name == "CUDA" and e.name.startswith("triton_")
+            )
+            row(
+                f"I2V-14B cut to {layers} blocks, {precision}, compiled with {label}",
+                s,
+                first_call_s=round(compile_s, 1),
+                triton_ms_per_block=round(triton_ms / layers, 3),
+                rel_diff_vs_default=rel(out, first),
+            )
+
+
 def readout_rows(frames: int = 81, height: int = 336, width: int = 592) -> None:
     gen = torch.Generator(device="cuda").manual_seed(2)
     shape = (1, frames, height, width)
@@ -158,14 +373,39 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--only-readout", action="store_true", help="just the read-out rows")
+    ap.add_argument("--only-profile", action="store_true", help="just the per-block kernel profile rows")
+    ap.add_argument("--only-options", action="store_true", help="just the inductor-option rows")
+    ap.add_argument(
+        "--only-fusion", action="store_true", help="just the q/k/v fusion, block GEMM and FP8 attention rows"
+    )
+    ap.add_argument(
+        "--wheels", help="bare GPU node: install these carried wheels first (e.g. .train_state/whl)"
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.wheels:
+        from bench.train_device_env import prepare_node
+        from fantasy_world.models.wan import flash3
+
+        prepare_node(None, args.wheels)
+        flash3.load()
     row("device", note=f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
-    parts = [readout_rows] if args.only_readout else None
+    fusion = [
+        lambda: projection_rows(16317, 5120, "14B"),
+        lambda: projection_rows(32760, 1536, "1.3B"),
+        block_gemm_rows,
+        fp8_attention_rows,
+        block_profile_rows,
+        compile_option_rows,
+    ]
+    parts = [readout_rows] if args.only_readout else fusion if args.only_fusion else None
+    parts = [block_profile_rows] if args.only_profile else parts
+    parts = [compile_option_rows] if args.only_options else parts
     for fn in parts or (
         lambda: ffn_rows(16317, 5120, 13824, "14B 336x592x81"),
         lambda: ffn_rows(32760, 1536, 8960, "1.3B 480x832x81"),
         invariant_rows,
+        *fusion,
         readout_rows,
     ):
         try:

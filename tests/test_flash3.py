@@ -64,6 +64,26 @@ def test_fp8_emulation_is_close_to_exact_attention_but_really_rounds() -> None:
     assert flash3.emulated_fp8_attention(q.bfloat16(), k.bfloat16(), v.bfloat16()).dtype == torch.bfloat16
 
 
+def test_key_smoothing_keeps_the_softmax_and_shrinks_the_fp8_error() -> None:
+    q, k, v = _peaked(1, 200, 300, 2, 64, seed=3)
+    smoothed = flash3.smooth_keys(k)
+    torch.testing.assert_close(smoothed.mean(dim=1), torch.zeros(1, 2, 64), atol=1e-5, rtol=0)
+    # every score of a query row moves by q·mean(k): the same attention, exactly (up to float64 rounding)
+    torch.testing.assert_close(_exact(q, smoothed, v), _exact(q, k, v), atol=1e-5, rtol=1e-5)
+    exact = _exact(q, k, v)
+
+    def unsmoothed_fp8() -> torch.Tensor:  # the emulation's roundings on the raw keys (what it did before)
+        (q8, qs), (k8, ks), (v8, vs) = (flash3.quantize_heads(t) for t in (q, k, v))
+        deq = [t.float() * s[:, None, :, None] for t, s in ((q8, qs), (k8, ks), (v8, vs))]
+        s = torch.einsum("blhd,bmhd->bhlm", deq[0], deq[1]) / math.sqrt(q.shape[-1])
+        p = torch.exp(s - s.amax(dim=-1, keepdim=True))
+        p8 = (p * flash3.P_SCALE).to(torch.float8_e4m3fn).float() / flash3.P_SCALE
+        return torch.einsum("bhlm,bmhd->blhd", p8, deq[2]) / p.sum(dim=-1).transpose(1, 2)[..., None]
+
+    before, after = rel(unsmoothed_fp8(), exact), rel(flash3.emulated_fp8_attention(q, k, v), exact)
+    assert after < 0.6 * before, (before, after)
+
+
 def test_load_finds_an_fa3_module_only_on_sm90(monkeypatch) -> None:
     calls = []
 

@@ -47,7 +47,7 @@ from bench.harness.sections import _size, _StepClock, rel_err, timed
 from bench.harness.timing import GIB, sync, wall
 from bench.harness.weights import build, free_cuda, seeded_randomize
 from fantasy_world.accel.compile import compile_blocks, compiled_blocks, uncompile_blocks
-from fantasy_world.models.wan import flash3, linear_gelu
+from fantasy_world.models.wan import dit, flash3, linear_gelu
 
 if TYPE_CHECKING:
     from bench.harness.suite import Context
@@ -134,8 +134,6 @@ def _unfused_eager_row(
     ctx: Context, sec: str, label: str, o: Callable[[], torch.Tensor], flops: float
 ) -> None:
     """Ours eager with the old separate float32 element-wise passes (``dit._fused`` off): the eager gain."""
-    import fantasy_world.models.wan.dit as dit
-
     name = f"{label}, ours eager, unfused element-wise (before issue 12)"
     real = dit._fused
     dit._fused = lambda layer: False
@@ -165,6 +163,20 @@ def _gelu_epilogue_off_row(
     finally:
         linear_gelu.set_enabled(True)
     _ratio_row(ctx, sec, f"{name}: speed-up of the GELU epilogue", off, name, "for reference")
+
+
+def _token_layout_before_row(
+    ctx: Context, sec: str, name: str, o: Callable[[], torch.Tensor], flops: float
+) -> None:
+    """The same compiled forward with the token stream in the patch embedding's channel-major layout (what
+    every block kept before; recompiles once): what storing it row-major brings."""
+    before = f"{name}, token stream channel-major (before)"
+    dit.set_row_major_tokens(False)
+    try:
+        timed(ctx, sec, before, o, flops)
+    finally:
+        dit.set_row_major_tokens(True)
+    _ratio_row(ctx, sec, f"{name}: speed-up of the row-major token stream", before, name, "for reference")
 
 
 def _timed_in_generation(
@@ -222,6 +234,7 @@ def _four_way(
             timed(ctx, sec, f"{names['ours compiled']}, attention sdpa", o, flops, backend="sdpa")
         if ctx.device.type == "cuda":
             _gelu_epilogue_off_row(ctx, sec, names["ours compiled"], o, flops)
+            _token_layout_before_row(ctx, sec, names["ours compiled"], o, flops)
     n = ctx.attempt(sec, f"{label}: compile diffusers", lambda: compile_diffusers_blocks(ref, **opts))
     if n and _first_call(ctx, sec, f"{label}, diffusers", d):
         timed(ctx, sec, names["diffusers compiled"], d, flops, note=f"diffusers backend {active_backend()}")
