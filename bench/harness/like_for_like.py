@@ -151,32 +151,25 @@ def _unfused_eager_row(
     )
 
 
-def _gelu_epilogue_off_row(
-    ctx: Context, sec: str, name: str, o: Callable[[], torch.Tensor], flops: float
+def _switched_off_row(
+    ctx: Context,
+    sec: str,
+    name: str,
+    o: Callable[[], torch.Tensor],
+    flops: float,
+    switch: Callable[[bool], None],
+    variant: str,
+    what: str,
 ) -> None:
-    """The same compiled forward with the feed-forward's GELU as its own kernel (``linear_gelu`` off;
-    recompiles once): what the GEMM epilogue brings."""
-    off = f"{name}, GELU epilogue off"
-    linear_gelu.set_enabled(False)
+    """The same compiled forward with one of our speed-ups switched off (``switch(False)``; recompiles once):
+    what it brings. The GELU epilogue (``linear_gelu``) and the row-major token stream (``dit``)."""
+    off = f"{name}, {variant}"
+    switch(False)
     try:
         timed(ctx, sec, off, o, flops)
     finally:
-        linear_gelu.set_enabled(True)
-    _ratio_row(ctx, sec, f"{name}: speed-up of the GELU epilogue", off, name, "for reference")
-
-
-def _token_layout_before_row(
-    ctx: Context, sec: str, name: str, o: Callable[[], torch.Tensor], flops: float
-) -> None:
-    """The same compiled forward with the token stream in the patch embedding's channel-major layout (what
-    every block kept before; recompiles once): what storing it row-major brings."""
-    before = f"{name}, token stream channel-major (before)"
-    dit.set_row_major_tokens(False)
-    try:
-        timed(ctx, sec, before, o, flops)
-    finally:
-        dit.set_row_major_tokens(True)
-    _ratio_row(ctx, sec, f"{name}: speed-up of the row-major token stream", before, name, "for reference")
+        switch(True)
+    _ratio_row(ctx, sec, f"{name}: speed-up of {what}", off, name, "for reference")
 
 
 def _timed_in_generation(
@@ -233,8 +226,14 @@ def _four_way(
         if fa3_here(ctx):  # the same compiled blocks with PyTorch's SDPA: what FA3 brings (recompiles once)
             timed(ctx, sec, f"{names['ours compiled']}, attention sdpa", o, flops, backend="sdpa")
         if ctx.device.type == "cuda":
-            _gelu_epilogue_off_row(ctx, sec, names["ours compiled"], o, flops)
-            _token_layout_before_row(ctx, sec, names["ours compiled"], o, flops)
+            oc = names["ours compiled"]
+            _switched_off_row(
+                ctx, sec, oc, o, flops, linear_gelu.set_enabled, "GELU epilogue off", "the GELU epilogue"
+            )
+            token_layout = "token stream channel-major (before)"
+            _switched_off_row(
+                ctx, sec, oc, o, flops, dit.set_row_major_tokens, token_layout, "the row-major token stream"
+            )
     n = ctx.attempt(sec, f"{label}: compile diffusers", lambda: compile_diffusers_blocks(ref, **opts))
     if n and _first_call(ctx, sec, f"{label}, diffusers", d):
         timed(ctx, sec, names["diffusers compiled"], d, flops, note=f"diffusers backend {active_backend()}")
