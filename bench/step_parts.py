@@ -6,7 +6,8 @@ measured alone first, at the real 14B shapes, before it is worth building into t
 kernel profile (``--only-profile``) shows where a compiled block spends its time. Prints one JSON object
 per row and writes them to ``--out``/step_parts.json.
 
-    python bench/step_parts.py --out OUT [--only-readout | --only-fusion | --only-profile | --only-options]
+    python bench/step_parts.py --out OUT [--only-readout | --only-fusion | --only-profile | --only-options |
+        --only-gaps]
         [--wheels .train_state/whl]
 """
 
@@ -261,6 +262,88 @@ def block_profile_rows(layers: int = 4) -> None:
             row(f"{mode}: kernel", ms / layers, kernel=name[:160])
 
 
+def cross_attention_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 128) -> None:
+    """The I2V cross-attention (512 text + 257 image keys, two softmaxes summed) as two FA3 calls, as one FA3
+    call over a batch of two (the query shared by a zero batch stride, the image keys padded and cut by
+    ``seqused_k``), and through cuDNN. Why: the two short calls run at 290-490 TFLOP/s, ~26 ms per forward."""
+    from fantasy_world.models.wan import flash3
+
+    fwd = flash3._fwd[0]
+    if fwd is None:
+        row("cross-attention rows skipped", note="no FlashAttention-3 build loaded")
+        return
+    gen = torch.Generator(device="cuda").manual_seed(6)
+
+    def rnd(n: int) -> torch.Tensor:
+        return torch.randn(1, n, heads, head_dim, device="cuda", generator=gen).bfloat16()
+
+    q, kt, vt, ki, vi = rnd(tokens), rnd(512), rnd(512), rnd(257), rnd(257)
+    kb = torch.zeros(2, 512, heads, head_dim, device="cuda", dtype=torch.bfloat16)
+    vb = torch.zeros_like(kb)
+    kb[0], vb[0], kb[1, :257], vb[1, :257] = kt[0], vt[0], ki[0], vi[0]
+    used = torch.tensor([512, 257], device="cuda", dtype=torch.int32)
+    scale = head_dim**-0.5
+
+    def two_calls() -> torch.Tensor:
+        return flash3.attention(q, kt, vt) + flash3.attention(q, ki, vi)
+
+    def one_call() -> torch.Tensor:
+        out = fwd(q.expand(2, -1, -1, -1), kb, vb, seqused_k=used, softmax_scale=scale, causal=False)[0]
+        return out[0] + out[1]
+
+    def cudnn() -> torch.Tensor:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+            qt = q.transpose(1, 2)
+            a = F.scaled_dot_product_attention(qt, kt.transpose(1, 2), vt.transpose(1, 2))
+            b = F.scaled_dot_product_attention(qt, ki.transpose(1, 2), vi.transpose(1, 2))
+            return (a + b).transpose(1, 2)
+
+    flops = 4.0 * heads * head_dim * tokens * (512 + 257)
+    want = two_calls()
+    for name, fn in (
+        ("two FA3 calls (now)", two_calls),
+        ("one FA3 call, batch of two", one_call),
+        ("cuDNN", cudnn),
+    ):
+        try:
+            got = fn()
+            s = cuda_time(fn)
+            row(
+                f"14B text + image cross-attention: {name}",
+                s,
+                tflops=round(flops / s / 1e12, 1),
+                err=rel(got, want),
+            )
+        except Exception as exc:  # noqa: BLE001 - one variant failing must not lose the others
+            row(f"14B text + image cross-attention: {name}", note=f"{type(exc).__name__}: {exc}")
+
+
+def blas_library_rows(tokens: int = 16317, dim: int = 5120, hidden: int = 13824) -> None:
+    """Each 14B block GEMM (bias, bf16) under cuBLAS and under cuBLASLt: the FFN output GEMM runs at 707
+    TFLOP/s where the square ones reach 798, and the two libraries' heuristics may pick other kernels."""
+    gen = torch.Generator(device="cuda").manual_seed(7)
+    before = torch.backends.cuda.preferred_blas_library()
+    try:
+        for n, k, what in ((dim, dim, "q/k/v/o"), (hidden, dim, "FFN in"), (dim, hidden, "FFN out")):
+            x = torch.randn(tokens, k, device="cuda", generator=gen).bfloat16()
+            w = (torch.randn(n, k, device="cuda", generator=gen) / k**0.5).bfloat16()
+            b = (torch.randn(n, device="cuda", generator=gen) * 0.1).bfloat16()
+            for lib in ("cublas", "cublaslt"):
+                torch.backends.cuda.preferred_blas_library(lib)
+                s = cuda_time(lambda x=x, w=w, b=b: F.linear(x, w, b))
+                names = kernel_names(lambda x=x, w=w, b=b: F.linear(x, w, b))
+                row(
+                    f"14B GEMM {what} {tokens}x{k}->{n}, {lib}",
+                    s,
+                    tflops=round(2.0 * tokens * n * k / s / 1e12, 1),
+                    kernels=names,
+                )
+    finally:
+        torch.backends.cuda.preferred_blas_library(before)
+
+
 COMPILE_OPTIONS: dict[str, dict[str, object]] = {
     "default": {},
     "multi_kernel": {"triton.multi_kernel": 1},
@@ -376,6 +459,11 @@ def main() -> None:
     ap.add_argument("--only-profile", action="store_true", help="just the per-block kernel profile rows")
     ap.add_argument("--only-options", action="store_true", help="just the inductor-option rows")
     ap.add_argument(
+        "--only-gaps",
+        action="store_true",
+        help="just the cross-attention and BLAS-library rows (next candidates)",
+    )
+    ap.add_argument(
         "--only-fusion", action="store_true", help="just the q/k/v fusion, block GEMM and FP8 attention rows"
     )
     ap.add_argument(
@@ -397,10 +485,13 @@ def main() -> None:
         fp8_attention_rows,
         block_profile_rows,
         compile_option_rows,
+        cross_attention_rows,
+        blas_library_rows,
     ]
     parts = [readout_rows] if args.only_readout else fusion if args.only_fusion else None
     parts = [block_profile_rows] if args.only_profile else parts
     parts = [compile_option_rows] if args.only_options else parts
+    parts = [cross_attention_rows, blas_library_rows] if args.only_gaps else parts
     for fn in parts or (
         lambda: ffn_rows(16317, 5120, 13824, "14B 336x592x81"),
         lambda: ffn_rows(32760, 1536, 8960, "1.3B 480x832x81"),
