@@ -6,8 +6,7 @@ measured alone first, at the real 14B shapes, before it is worth building into t
 kernel profile (``--only-profile``) shows where a compiled block spends its time. Prints one JSON object
 per row and writes them to ``--out``/step_parts.json.
 
-    python bench/step_parts.py --out OUT [--only-readout | --only-fusion | --only-profile | --only-options |
-        --only-gaps]
+    python bench/step_parts.py --out OUT [--only ffn|invariants|fusion|profile|options|gaps|readout]
         [--wheels .train_state/whl]
 """
 
@@ -452,19 +451,42 @@ def readout_rows(frames: int = 81, height: int = 336, width: int = 592) -> None:
         row(f"{name}, {frames}x{height}x{width}", sorted(times)[1])
 
 
+# --only NAME: (what it measures, the row functions); without --only every group runs
+PARTS: dict[str, tuple[str, list]] = {
+    "ffn": (
+        "the fused feed-forward GEMM",
+        [
+            lambda: ffn_rows(16317, 5120, 13824, "14B 336x592x81"),
+            lambda: ffn_rows(32760, 1536, 8960, "1.3B 480x832x81"),
+        ],
+    ),
+    "invariants": ("the step-invariant projections", [invariant_rows]),
+    "fusion": (
+        "one GEMM for q/k/v, block GEMMs alone, FP8 attention with and without key smoothing",
+        [
+            lambda: projection_rows(16317, 5120, "14B"),
+            lambda: projection_rows(32760, 1536, "1.3B"),
+            block_gemm_rows,
+            fp8_attention_rows,
+        ],
+    ),
+    "profile": ("per-block kernel times, bf16 / FP8 / FP8 attention", [block_profile_rows]),
+    "options": ("inductor options for the blocks", [compile_option_rows]),
+    "gaps": (
+        "one FA3 call for the cross-attention, cuBLAS vs cuBLASLt",
+        [cross_attention_rows, blas_library_rows],
+    ),
+    "readout": ("geometry read-out and frames to the host", [readout_rows]),
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--only-readout", action="store_true", help="just the read-out rows")
-    ap.add_argument("--only-profile", action="store_true", help="just the per-block kernel profile rows")
-    ap.add_argument("--only-options", action="store_true", help="just the inductor-option rows")
     ap.add_argument(
-        "--only-gaps",
-        action="store_true",
-        help="just the cross-attention and BLAS-library rows (next candidates)",
-    )
-    ap.add_argument(
-        "--only-fusion", action="store_true", help="just the q/k/v fusion, block GEMM and FP8 attention rows"
+        "--only",
+        choices=tuple(PARTS),
+        help="one group of rows: " + "; ".join(f"{k}: {v[0]}" for k, v in PARTS.items()),
     )
     ap.add_argument(
         "--wheels", help="bare GPU node: install these carried wheels first (e.g. .train_state/whl)"
@@ -478,27 +500,7 @@ def main() -> None:
         prepare_node(None, args.wheels)
         flash3.load()
     row("device", note=f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
-    fusion = [
-        lambda: projection_rows(16317, 5120, "14B"),
-        lambda: projection_rows(32760, 1536, "1.3B"),
-        block_gemm_rows,
-        fp8_attention_rows,
-        block_profile_rows,
-        compile_option_rows,
-        cross_attention_rows,
-        blas_library_rows,
-    ]
-    parts = [readout_rows] if args.only_readout else fusion if args.only_fusion else None
-    parts = [block_profile_rows] if args.only_profile else parts
-    parts = [compile_option_rows] if args.only_options else parts
-    parts = [cross_attention_rows, blas_library_rows] if args.only_gaps else parts
-    for fn in parts or (
-        lambda: ffn_rows(16317, 5120, 13824, "14B 336x592x81"),
-        lambda: ffn_rows(32760, 1536, 8960, "1.3B 480x832x81"),
-        invariant_rows,
-        *fusion,
-        readout_rows,
-    ):
+    for fn in PARTS[args.only][1] if args.only else [p for _, parts in PARTS.values() for p in parts]:
         try:
             fn()
         except Exception as exc:  # noqa: BLE001 - one failed part must not lose the others

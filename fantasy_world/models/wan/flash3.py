@@ -17,7 +17,7 @@ tokens is subtracted, which changes every score of a query row by the same amoun
 exactly as it was, but removes the component all keys share. e4m3 keeps ~2^-4 of each value's magnitude,
 so the scores' rounding error scales with |q|·|k|; with a shared key direction (peaked attention) smoothing
 cut the kernel's error against fp32 from 0.235 to 0.093 at the 14B self-attention shape on an H200, for 3 %
-more time (``bench/step_parts.py --only-fusion``). Without a shared direction (random weights, the tiny
+more time (``bench/step_parts.py --only fusion``). Without a shared direction (random weights, the tiny
 model) it changes nothing measurable. :func:`emulated_fp8_attention` repeats those roundings in fp32, so CPU
 runs (tests, the tiny model's quality numbers) see the FP8 error; the bench section ``attn``
 (``bench/harness/attention_table.py``) compares it with the kernel on the GPU: 1.3–2.2e-2 apart where the
