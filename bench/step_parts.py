@@ -54,7 +54,8 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
-def kernel_names(fn) -> list[str]:
+def kernel_times(fn) -> dict[str, float]:
+    """CUDA time per kernel name (ms) of one call of ``fn`` (called once before, to warm up)."""
     from torch.profiler import ProfilerActivity, profile
 
     fn()
@@ -62,7 +63,15 @@ def kernel_names(fn) -> list[str]:
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         fn()
         torch.cuda.synchronize()
-    return sorted({e.name for e in prof.events() if e.device_type.name == "CUDA"})
+    times: dict[str, float] = {}
+    for e in prof.events():
+        if e.device_type.name == "CUDA":
+            times[e.name] = times.get(e.name, 0.0) + e.device_time_total / 1e3
+    return times
+
+
+def kernel_names(fn) -> list[str]:
+    return sorted(kernel_times(fn))
 
 
 def ffn_rows(tokens: int, dim: int, hidden: int, label: str) -> None:
@@ -168,15 +177,21 @@ def projection_rows(tokens: int, dim: int, label: str) -> None:
     )
 
 
-def block_gemm_rows(tokens: int = 16317, dim: int = 5120, hidden: int = 13824) -> None:
-    """Each GEMM shape of a 14B block alone (bias, bf16): what cuBLAS reaches without the rest of the model."""
-    gen = torch.Generator(device="cuda").manual_seed(4)
+def _block_gemms(tokens: int, dim: int, hidden: int, seed: int):
+    """(label, input, weight, bias, FLOPs) for each GEMM shape of a 14B block (bf16, random values)."""
+    gen = torch.Generator(device="cuda").manual_seed(seed)
     for n, k, what in ((dim, dim, "q/k/v/o"), (hidden, dim, "FFN in"), (dim, hidden, "FFN out")):
         x = torch.randn(tokens, k, device="cuda", generator=gen).bfloat16()
         w = (torch.randn(n, k, device="cuda", generator=gen) / k**0.5).bfloat16()
-        b = torch.zeros(n, device="cuda", dtype=torch.bfloat16)
+        b = (torch.randn(n, device="cuda", generator=gen) * 0.1).bfloat16()
+        yield f"14B GEMM {what} {tokens}x{k}->{n}", x, w, b, 2.0 * tokens * n * k
+
+
+def block_gemm_rows(tokens: int = 16317, dim: int = 5120, hidden: int = 13824) -> None:
+    """Each GEMM shape of a 14B block alone (bias, bf16): what cuBLAS reaches without the rest of the model."""
+    for label, x, w, b, flops in _block_gemms(tokens, dim, hidden, 4):
         s = cuda_time(lambda x=x, w=w, b=b: F.linear(x, w, b))
-        row(f"14B GEMM {what} {tokens}x{k}->{n}", s, tflops=round(2.0 * tokens * n * k / s / 1e12, 1))
+        row(label, s, tflops=round(flops / s / 1e12, 1))
 
 
 def fp8_attention_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 128) -> None:
@@ -213,50 +228,47 @@ def fp8_attention_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 128
         )
 
 
+def _cut_i2v14b(layers: int):
+    """An I2V-14B DiT cut to ``layers`` blocks (seeded bf16 weights) and its no-grad forward at 336x592x81."""
+    import dataclasses
+
+    from bench.harness.bench_models import I2V_SIZE, build_wan, wan_inputs
+    from fantasy_world.models.wan.config import wan_dit_config
+
+    cfg = dataclasses.replace(wan_dit_config("wan2.1-i2v-14b"), num_layers=layers)
+    dev = torch.device("cuda")
+    model = build_wan(cfg, dev, torch.bfloat16, 0).eval()
+    inputs = wan_inputs(cfg, I2V_SIZE, dev, torch.bfloat16)
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return model(**inputs)
+
+    return model, forward
+
+
 def block_profile_rows(layers: int = 4) -> None:
     """Kernels of a compiled I2V-14B forward cut to ``layers`` blocks, per block: bf16, FP8, FP8 + FP8 attention.
 
     Why: the FP8 forward spends ~0.08 s more than bf16 outside the GEMMs and attention (issue 12's profile);
     this lists each kernel's time per block so that the extra passes can be named.
     """
-    import dataclasses
-
-    from torch.profiler import ProfilerActivity, profile
-
-    from bench.harness.bench_models import I2V_SIZE, build_wan, wan_inputs
     from fantasy_world.accel.compile import compile_blocks
-    from fantasy_world.models.wan.config import wan_dit_config
     from fantasy_world.quant.selection import quantize_model, set_fp8_attention
 
-    cfg = dataclasses.replace(wan_dit_config("wan2.1-i2v-14b"), num_layers=layers)
-    dev = torch.device("cuda")
-    model = build_wan(cfg, dev, torch.bfloat16, 0).eval()
-    inputs = wan_inputs(cfg, I2V_SIZE, dev, torch.bfloat16)
+    model, forward = _cut_i2v14b(layers)
     for mode in ("bf16", "FP8", "FP8 + FP8 attention"):
         if mode == "FP8":
             quantize_model(model)
         if mode == "FP8 + FP8 attention":
             set_fp8_attention(model, True)
         compile_blocks(model)
-
-        def forward() -> None:
-            with torch.no_grad():
-                model(**inputs)
-
         for _ in range(2):
             forward()
         s = cuda_time(forward, reps=5, warmup=1)
         row(f"I2V-14B cut to {layers} blocks, compiled, {mode}: forward", s)
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            forward()
-            torch.cuda.synchronize()
-        per: dict[str, float] = {}
-        for e in prof.events():
-            if e.device_type.name == "CUDA":
-                per[e.name] = per.get(e.name, 0.0) + e.device_time_total / 1e3
-        total = sum(per.values())
-        row(f"{mode}: kernel time per block (ms)", total / layers)
+        per = kernel_times(forward)
+        row(f"{mode}: kernel time per block (ms)", sum(per.values()) / layers)
         for name, ms in sorted(per.items(), key=lambda kv: -kv[1])[:24]:
             row(f"{mode}: kernel", ms / layers, kernel=name[:160])
 
@@ -322,23 +334,14 @@ def cross_attention_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 1
 def blas_library_rows(tokens: int = 16317, dim: int = 5120, hidden: int = 13824) -> None:
     """Each 14B block GEMM (bias, bf16) under cuBLAS and under cuBLASLt: the FFN output GEMM runs at 707
     TFLOP/s where the square ones reach 798, and the two libraries' heuristics may pick other kernels."""
-    gen = torch.Generator(device="cuda").manual_seed(7)
     before = torch.backends.cuda.preferred_blas_library()
     try:
-        for n, k, what in ((dim, dim, "q/k/v/o"), (hidden, dim, "FFN in"), (dim, hidden, "FFN out")):
-            x = torch.randn(tokens, k, device="cuda", generator=gen).bfloat16()
-            w = (torch.randn(n, k, device="cuda", generator=gen) / k**0.5).bfloat16()
-            b = (torch.randn(n, device="cuda", generator=gen) * 0.1).bfloat16()
+        for label, x, w, b, flops in _block_gemms(tokens, dim, hidden, 7):
             for lib in ("cublas", "cublaslt"):
                 torch.backends.cuda.preferred_blas_library(lib)
                 s = cuda_time(lambda x=x, w=w, b=b: F.linear(x, w, b))
                 names = kernel_names(lambda x=x, w=w, b=b: F.linear(x, w, b))
-                row(
-                    f"14B GEMM {what} {tokens}x{k}->{n}, {lib}",
-                    s,
-                    tflops=round(2.0 * tokens * n * k / s / 1e12, 1),
-                    kernels=names,
-                )
+                row(f"{label}, {lib}", s, tflops=round(flops / s / 1e12, 1), kernels=names)
     finally:
         torch.backends.cuda.preferred_blas_library(before)
 
@@ -359,24 +362,10 @@ def compile_option_rows(layers: int = 4) -> None:
     card's memory bandwidth. (The cause was the channel-major token stream, since fixed in ``WanDiT.embed``;
     these options won back at most 1 %.)
     """
-    import dataclasses
-
-    from torch.profiler import ProfilerActivity, profile
-
-    from bench.harness.bench_models import I2V_SIZE, build_wan, wan_inputs
     from fantasy_world.accel.compile import compile_blocks, uncompile_blocks
-    from fantasy_world.models.wan.config import wan_dit_config
     from fantasy_world.quant.selection import quantize_model
 
-    cfg = dataclasses.replace(wan_dit_config("wan2.1-i2v-14b"), num_layers=layers)
-    dev = torch.device("cuda")
-    model = build_wan(cfg, dev, torch.bfloat16, 0).eval()
-    inputs = wan_inputs(cfg, I2V_SIZE, dev, torch.bfloat16)
-
-    def forward() -> torch.Tensor:
-        with torch.no_grad():
-            return model(**inputs)
-
+    model, forward = _cut_i2v14b(layers)
     for precision in ("bf16", "FP8"):
         if precision == "FP8":
             quantize_model(model)
@@ -391,16 +380,8 @@ def compile_option_rows(layers: int = 4) -> None:
             torch.cuda.synchronize()
             compile_s = time.perf_counter() - t0
             first = out if first is None else first
-            forward()
             s = cuda_time(forward, reps=5, warmup=1)
-            with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                forward()
-                torch.cuda.synchronize()
-            triton_ms = sum(
-                e.device_time_total / 1e3
-                for e in prof.events()
-                if e.device_type.name == "CUDA" and e.name.startswith("triton_")
-            )
+            triton_ms = sum(ms for name, ms in kernel_times(forward).items() if name.startswith("triton_"))
             row(
                 f"I2V-14B cut to {layers} blocks, {precision}, compiled with {label}",
                 s,
