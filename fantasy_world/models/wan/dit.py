@@ -32,7 +32,8 @@ from fantasy_world.models.wan import step_invariants as invariants
 from fantasy_world.models.wan.attention import attention, self_attention
 from fantasy_world.models.wan.config import WanDiTConfig
 from fantasy_world.models.wan.linear_gelu import feed_forward
-from fantasy_world.models.wan.rope import apply_rope, wan_rope_freqs
+from fantasy_world.models.wan.norm_rope import norm_rope
+from fantasy_world.models.wan.rope import wan_rope_freqs
 
 
 def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:
@@ -99,10 +100,10 @@ class WanSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
         b, s = x.shape[:2]
         x = _cast(x, self.q)
-        q = self.norm_q(self.q(x)).view(b, s, self.num_heads, self.head_dim)
-        k = self.norm_k(self.k(x)).view(b, s, self.num_heads, self.head_dim)
+        q = norm_rope(self.q(x), self.norm_q, freqs, self.num_heads)
+        k = norm_rope(self.k(x), self.norm_k, freqs, self.num_heads)
         v = self.v(x).view(b, s, self.num_heads, self.head_dim)
-        out = self_attention(apply_rope(q, freqs), apply_rope(k, freqs), v, self.fp8_attention)
+        out = self_attention(q, k, v, self.fp8_attention)
         return self.o(out.flatten(2))
 
 
