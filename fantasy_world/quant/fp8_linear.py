@@ -88,22 +88,35 @@ def fp8_linear(
     shape = x.shape
     x2 = x.reshape(-1, shape[-1])
     n, k = qweight.shape
-    if x.is_cuda and _scaled_mm_enabled and n % 16 == 0 and k % 16 == 0:
-        xq, xs = quantize_rows(x2)
+    if x.is_cuda and not (_scaled_mm_enabled and n % 16 == 0 and k % 16 == 0):
+        # no FP8 GEMM for this GPU or shape: weight-only dequantisation
+        out = F.linear(x2, dequantize_weight(qweight, weight_scale, x.dtype), bias)
+    else:
+        out = fp8_gemm_rows(*quantize_rows(x2), qweight, weight_scale, bias, x.dtype)
+    return out.reshape(*shape[:-1], n)
+
+
+def fp8_gemm_rows(
+    xq: torch.Tensor,
+    xs: torch.Tensor,
+    qweight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """``(xq · xs) @ (W_q · s_w)^T + b`` for rows already quantised (:func:`quantize_rows`), out in ``dtype``:
+    ``_scaled_mm`` on CUDA (the caller checks that it may run), the same roundings emulated on CPU."""
+    if xq.is_cuda:
         b = None if bias is None else bias.to(torch.bfloat16)
         out = torch._scaled_mm(
             xq, qweight.t(), scale_a=xs, scale_b=weight_scale.view(1, -1), bias=b, out_dtype=torch.bfloat16
         )
-        out = out.to(x.dtype)
-    elif x.is_cuda:  # no FP8 GEMM for this GPU or shape: weight-only dequantisation
-        out = F.linear(x2, dequantize_weight(qweight, weight_scale, x.dtype), bias)
-    else:  # CPU: emulate the GPU's FP8 GEMM (both operands quantised), accumulate in fp32
-        xq, xs = quantize_rows(x2)
-        out = (xq.float() * xs) @ dequantize_weight(qweight, weight_scale, torch.float32).t()
-        if bias is not None:
-            out = out + bias.float()
-        out = out.to(x.dtype)
-    return out.reshape(*shape[:-1], n)
+        return out.to(dtype)
+    # CPU: emulate the GPU's FP8 GEMM (both operands quantised), accumulate in fp32
+    out = (xq.float() * xs) @ dequantize_weight(qweight, weight_scale, torch.float32).t()
+    if bias is not None:
+        out = out + bias.float()
+    return out.to(dtype)
 
 
 class FP8Linear(nn.Module):

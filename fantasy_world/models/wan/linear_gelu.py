@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fantasy_world.quant import fp8_gelu
+
 # Read once: compiled code sees a constant. ``set_enabled`` is for benchmarks (reset dynamo after it).
 _enabled: list[bool] = [os.environ.get("FW_GELU_EPILOGUE", "1").strip() != "0"]
 
@@ -71,7 +73,10 @@ def fusable(ffn: nn.Sequential, x: torch.Tensor) -> bool:
 
 
 def feed_forward(ffn: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """``ffn(x)`` for Wan's (Linear, GELU(tanh), Linear), with the first two fused where :func:`fusable`."""
+    """``ffn(x)`` for Wan's (Linear, GELU(tanh), Linear), with the first two fused where :func:`fusable`;
+    in FP8 mode the GELU and the hidden rows' quantisation are one kernel instead (``quant/fp8_gelu.py``)."""
+    if fp8_gelu.fusable(ffn, x):
+        return fp8_gelu.feed_forward(ffn, x)
     if not fusable(ffn, x):
         return ffn(x)
     first, _, last = ffn
