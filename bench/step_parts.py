@@ -6,7 +6,7 @@ measured alone first, at the real 14B shapes, before it is worth building into t
 kernel profile (``--only-profile``) shows where a compiled block spends its time. Prints one JSON object
 per row and writes them to ``--out``/step_parts.json.
 
-    python bench/step_parts.py --out OUT [--only ffn|invariants|fusion|profile|options|gaps|readout]
+    python bench/step_parts.py --out OUT [--only ffn|invariants|fusion|profile|options|gaps|qk|fp8ffn|readout]
         [--wheels .train_state/whl]
 """
 
@@ -302,6 +302,10 @@ def cross_attention_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 1
         out = fwd(q.expand(2, -1, -1, -1), kb, vb, seqused_k=used, softmax_scale=scale, causal=False)[0]
         return out[0] + out[1]
 
+    def one_call_copied() -> torch.Tensor:
+        out = fwd(q.expand(2, -1, -1, -1).contiguous(), kb, vb, seqused_k=used, softmax_scale=scale)[0]
+        return out[0] + out[1]
+
     def cudnn() -> torch.Tensor:
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -316,6 +320,7 @@ def cross_attention_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 1
     for name, fn in (
         ("two FA3 calls (now)", two_calls),
         ("one FA3 call, batch of two", one_call),
+        ("one FA3 call, batch of two, query copied", one_call_copied),
         ("cuDNN", cudnn),
     ):
         try:
@@ -329,6 +334,185 @@ def cross_attention_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 1
             )
         except Exception as exc:  # noqa: BLE001 - one variant failing must not lose the others
             row(f"14B text + image cross-attention: {name}", note=f"{type(exc).__name__}: {exc}")
+
+
+def _rope_half(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Wan's RoPE for heads whose channels are stored (even ones, odd ones) instead of interleaved."""
+    b, s, h, d = x.shape
+    cs = torch.view_as_real(freqs).view(1, s, 1, d // 2, 2)
+    cos, sin = cs[..., 0], cs[..., 1]
+    xf = x.float()
+    x0, x1 = xf[..., : d // 2], xf[..., d // 2 :]
+    return torch.cat([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).to(x.dtype)
+
+
+def qk_rope_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 128) -> None:
+    """The compiled q/k RMS norm + RoPE of a 14B self-attention (0.63 ms per block in the profile, ~1 TB/s):
+    Wan's interleaved channel pairs against the same maths with each head's channels stored as (evens, odds),
+    which a permutation of the q/k weight rows would give; alone and feeding FA3."""
+    from fantasy_world.models.wan import flash3, norm_rope
+    from fantasy_world.models.wan.rope import apply_rope, wan_rope_freqs
+
+    dim = heads * head_dim
+    gen = torch.Generator(device="cuda").manual_seed(8)
+    ql, kl, vl = (torch.randn(1, tokens, dim, device="cuda", generator=gen).bfloat16() for _ in range(3))
+    wq, wk = ((1 + 0.1 * torch.randn(dim, device="cuda", generator=gen)).bfloat16() for _ in range(2))
+    freqs = wan_rope_freqs(head_dim, (21, 21, 37), "cuda")
+    perm = torch.arange(dim, device="cuda").view(heads, head_dim // 2, 2).transpose(1, 2).reshape(dim)
+    qh, kh, wqh, wkh = ql[..., perm], kl[..., perm], wq[perm], wk[perm]
+    v = vl.view(1, tokens, heads, head_dim)
+
+    def heads_of(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (dim,), w, 1e-6).view(1, tokens, heads, head_dim)
+
+    def interleaved(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return apply_rope(heads_of(q, wq), freqs), apply_rope(heads_of(k, wk), freqs)
+
+    def half(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _rope_half(heads_of(q, wqh), freqs), _rope_half(heads_of(k, wkh), freqs)
+
+    def norm_only(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return heads_of(q, wq), heads_of(k, wk)
+
+    fr = torch.view_as_real(freqs)
+
+    def kernel(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        op = norm_rope.rms_norm_rope
+        return op(q, wq, fr, 1e-6, heads), op(k, wk, fr, 1e-6, heads)
+
+    moved = 4.0 * tokens * dim * 2
+    want = interleaved(ql, kl)[0]
+    for name, fn, args in (
+        ("interleaved pairs (Wan, now)", interleaved, (ql, kl)),
+        ("(evens, odds) per head", half, (qh, kh)),
+        ("RMS norm only, no RoPE (floor)", norm_only, (ql, kl)),
+        ("Triton kernel (norm_rope.py)", kernel, (ql, kl)),
+    ):
+        comp = torch.compile(fn, dynamic=False)
+        got = comp(*args)[0]
+        if fn is half:
+            got = got.flatten(2)[..., torch.argsort(perm)].view_as(got)
+        s = cuda_time(lambda comp=comp, args=args: comp(*args))
+        row(
+            f"14B q/k RMS norm + RoPE, compiled: {name}",
+            s,
+            tb_per_s=round(moved / s / 1e12, 2),
+            err=rel(got, want),
+        )
+        if flash3.source():
+
+            def attend(q: torch.Tensor, k: torch.Tensor, fn=fn) -> torch.Tensor:
+                qr, kr = fn(q, k)
+                return flash3.attention(qr, kr, v)
+
+            comp = torch.compile(attend, dynamic=False)
+            comp(*args)
+            row(
+                f"14B q/k RMS norm + RoPE + FA3, compiled: {name}",
+                cuda_time(lambda comp=comp, args=args: comp(*args)),
+            )
+    chosen = norm_rope._warps
+    try:
+        for warps in (4, 8, 16):
+            norm_rope._warps = lambda heads, head_dim, w=warps: w
+            s = cuda_time(lambda: kernel(ql, kl))
+            row(f"14B q/k Triton kernel, {warps} warps", s, tb_per_s=round(moved / s / 1e12, 2))
+    finally:
+        norm_rope._warps = chosen
+
+
+def qk_block_rows(layers: int = 4) -> None:
+    """The compiled I2V-14B forward cut to ``layers`` blocks with the q/k kernel and without it (recompiles):
+    the kernel's saving inside the model, and how far the two forwards are apart."""
+    from fantasy_world.accel.compile import compile_blocks
+    from fantasy_world.models.wan import norm_rope
+
+    model, forward = _cut_i2v14b(layers)
+    compile_blocks(model)
+    outs = {}
+    try:
+        for on in (True, False):
+            norm_rope.set_enabled(on)
+            for _ in range(2):
+                outs[on] = forward()
+            s = cuda_time(forward, reps=10, warmup=1)
+            row(f"I2V-14B cut to {layers} blocks, compiled, q/k kernel {'on' if on else 'off'}: forward", s)
+    finally:
+        norm_rope.set_enabled(True)
+    row("I2V-14B cut: rel. diff q/k kernel on vs off", err=rel(outs[True], outs[False]))
+
+
+def fp8_ffn_rows(tokens: int = 16317, hidden: int = 13824) -> None:
+    """The FP8 feed-forward's tanh-GELU + row quantisation of the 14B hidden activation: inductor's fused
+    kernel (compiled torch expressions, 0.82 ms per block in the profile) against the Triton kernel
+    (``quant/fp8_gelu.py``): time, scales and e4m3 values compared, and the kernel's warps."""
+    from fantasy_world.quant import fp8_gelu
+
+    gen = torch.Generator(device="cuda").manual_seed(9)
+    x = (torch.randn(tokens, hidden, device="cuda", generator=gen) * 2).bfloat16()
+    moved = tokens * hidden * 3.0  # bf16 in, e4m3 out
+    compiled = torch.compile(fp8_gelu.reference, dynamic=False)
+    want_q, want_s = compiled(x)
+    got_q, got_s = fp8_gelu.gelu_tanh_quantize_rows(x)
+    for name, fn in (
+        ("inductor, compiled expressions (now)", compiled),
+        ("Triton kernel", fp8_gelu.gelu_tanh_quantize_rows),
+    ):
+        s = cuda_time(lambda fn=fn: fn(x))
+        row(f"14B FP8 GELU + e4m3 rows, {name}", s, tb_per_s=round(moved / s / 1e12, 2))
+    eager_q, eager_s = fp8_gelu.reference(x)
+    for name, (q, sc) in (("Triton kernel", (got_q, got_s)), ("eager torch", (eager_q, eager_s))):
+        row(
+            f"14B FP8 GELU + e4m3 rows: {name} vs inductor",
+            err=rel(q.float() * sc, want_q.float() * want_s),
+            scale_err=rel(sc, want_s),
+            values_differing=float((q.float() != want_q.float()).float().mean()),
+        )
+    chosen = fp8_gelu._warps
+    try:
+        for warps in (8, 16, 32):
+            fp8_gelu._warps = lambda n, w=warps: w
+            s = cuda_time(lambda: fp8_gelu.gelu_tanh_quantize_rows(x))
+            row(
+                f"14B FP8 GELU + e4m3 rows, Triton kernel, {warps} warps",
+                s,
+                tb_per_s=round(moved / s / 1e12, 2),
+            )
+    finally:
+        fp8_gelu._warps = chosen
+
+
+def fp8_block_rows(layers: int = 4) -> None:
+    """The compiled I2V-14B forward cut to ``layers`` blocks: bf16, FP8, FP8 + FP8 attention, the FP8 ones with
+    the GELU + quantisation kernel on and off (recompiles): its saving in the model, and the FP8 ratios."""
+    from fantasy_world.accel.compile import compile_blocks
+    from fantasy_world.quant import fp8_gelu
+    from fantasy_world.quant.selection import quantize_model, set_fp8_attention
+
+    model, forward = _cut_i2v14b(layers)
+    compile_blocks(model)
+    forward()
+    base = cuda_time(forward, reps=10, warmup=1)
+    row(f"I2V-14B cut to {layers} blocks, compiled, bf16: forward", base)
+    quantize_model(model)
+    outs = {}
+    try:
+        for attn in (False, True):
+            set_fp8_attention(model, attn)
+            for on in (True, False):
+                fp8_gelu.set_enabled(on)
+                for _ in range(2):
+                    outs[on] = forward()
+                s = cuda_time(forward, reps=10, warmup=1)
+                mode = "FP8 + FP8 attention" if attn else "FP8"
+                row(
+                    f"I2V-14B cut to {layers} blocks, compiled, {mode}, GELU kernel {'on' if on else 'off'}: forward",
+                    s,
+                    speed_up_vs_bf16=round(base / s, 3),
+                )
+            row(f"I2V-14B cut, {mode}: rel. diff GELU kernel on vs off", err=rel(outs[True], outs[False]))
+    finally:
+        fp8_gelu.set_enabled(True)
 
 
 def blas_library_rows(tokens: int = 16317, dim: int = 5120, hidden: int = 13824) -> None:
@@ -456,6 +640,14 @@ PARTS: dict[str, tuple[str, list]] = {
     "gaps": (
         "one FA3 call for the cross-attention, cuBLAS vs cuBLASLt",
         [cross_attention_rows, blas_library_rows],
+    ),
+    "qk": (
+        "the q/k RMS norm + RoPE: compiled layouts, the Triton kernel, the kernel in the cut model",
+        [qk_rope_rows, qk_block_rows],
+    ),
+    "fp8ffn": (
+        "the FP8 feed-forward's GELU + row quantisation: inductor vs the Triton kernel, in the cut model",
+        [fp8_ffn_rows, fp8_block_rows],
     ),
     "readout": ("geometry read-out and frames to the host", [readout_rows]),
 }

@@ -47,7 +47,7 @@ from bench.harness.sections import _size, _StepClock, rel_err, timed
 from bench.harness.timing import GIB, sync, wall
 from bench.harness.weights import build, free_cuda, seeded_randomize
 from fantasy_world.accel.compile import compile_blocks, compiled_blocks, uncompile_blocks
-from fantasy_world.models.wan import dit, flash3, linear_gelu
+from fantasy_world.models.wan import dit, flash3, linear_gelu, norm_rope
 
 if TYPE_CHECKING:
     from bench.harness.suite import Context
@@ -162,7 +162,8 @@ def _switched_off_row(
     what: str,
 ) -> None:
     """The same compiled forward with one of our speed-ups switched off (``switch(False)``; recompiles once):
-    what it brings. The GELU epilogue (``linear_gelu``) and the row-major token stream (``dit``)."""
+    what it brings. The GELU epilogue (``linear_gelu``), the row-major token stream (``dit``) and the q/k
+    RMS norm + RoPE kernel (``norm_rope``)."""
     off = f"{name}, {variant}"
     switch(False)
     try:
@@ -233,6 +234,16 @@ def _four_way(
             token_layout = "token stream channel-major (before)"
             _switched_off_row(
                 ctx, sec, oc, o, flops, dit.set_row_major_tokens, token_layout, "the row-major token stream"
+            )
+            _switched_off_row(
+                ctx,
+                sec,
+                oc,
+                o,
+                flops,
+                norm_rope.set_enabled,
+                "q/k norm + RoPE unfused (before)",
+                "the q/k kernel",
             )
     n = ctx.attempt(sec, f"{label}: compile diffusers", lambda: compile_diffusers_blocks(ref, **opts))
     if n and _first_call(ctx, sec, f"{label}, diffusers", d):
