@@ -6,7 +6,7 @@ measured alone first, at the real 14B shapes, before it is worth building into t
 kernel profile (``--only-profile``) shows where a compiled block spends its time. Prints one JSON object
 per row and writes them to ``--out``/step_parts.json.
 
-    python bench/step_parts.py --out OUT [--only ffn|invariants|fusion|profile|options|gaps|qk|fp8ffn|readout]
+    python bench/step_parts.py --out OUT [--only ffn|invariants|fusion|profile|options|gaps|qk|fp8ffn|fp8attn|readout]
         [--wheels .train_state/whl]
 """
 
@@ -515,6 +515,73 @@ def fp8_block_rows(layers: int = 4) -> None:
         fp8_gelu.set_enabled(True)
 
 
+def fp8_heads_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 128) -> None:
+    """FP8 attention's input quantisation at the 14B self-attention shape (q, smoothed k, v to e4m3 with one
+    scale per head): compiled torch expressions against the two Triton passes (``fp8_heads.py``); times,
+    and whether values and scales agree."""
+    from fantasy_world.models.wan import flash3, fp8_heads
+
+    gen = torch.Generator(device="cuda").manual_seed(10)
+    q, k, v = (
+        torch.randn(1, tokens, heads, head_dim, device="cuda", generator=gen).bfloat16() for _ in range(3)
+    )
+    k = (k + 0.5).bfloat16()
+    outs = {}
+    try:
+        for on in (False, True):
+            fp8_heads.set_enabled(on)
+            fn = torch.compile(flash3._quantized_inputs, dynamic=False)
+            outs[on] = fn(q, k, v)
+            name = "two Triton passes" if on else "inductor, compiled expressions (before)"
+            row(
+                f"14B FP8 attention inputs (q, k smoothed, v) to e4m3 per head: {name}",
+                cuda_time(lambda fn=fn: fn(q, k, v)),
+            )
+            torch._dynamo.reset()
+    finally:
+        fp8_heads.set_enabled(True)
+    for t, (a, b) in zip("qkv", zip(outs[True], outs[False])):
+        row(
+            f"14B FP8 attention inputs, {t}: kernels vs inductor",
+            values_differing=float((a[0].view(torch.uint8) != b[0].view(torch.uint8)).float().mean()),
+            scale_err=rel(a[1], b[1]),
+        )
+
+
+def fp8_attention_block_rows(layers: int = 4) -> None:
+    """The compiled I2V-14B forward cut to ``layers`` blocks in FP8 + FP8 attention, the input quantisation
+    kernels on and off (recompiles), against the bf16 forward."""
+    from fantasy_world.accel.compile import compile_blocks
+    from fantasy_world.models.wan import fp8_heads
+    from fantasy_world.quant.selection import quantize_model, set_fp8_attention
+
+    model, forward = _cut_i2v14b(layers)
+    compile_blocks(model)
+    forward()
+    base = cuda_time(forward, reps=10, warmup=1)
+    row(f"I2V-14B cut to {layers} blocks, compiled, bf16: forward", base)
+    quantize_model(model)
+    set_fp8_attention(model, True)
+    outs = {}
+    try:
+        for on in (True, False):
+            fp8_heads.set_enabled(on)
+            for _ in range(2):
+                outs[on] = forward()
+            s = cuda_time(forward, reps=10, warmup=1)
+            row(
+                f"I2V-14B cut to {layers} blocks, compiled, FP8 + FP8 attention, input kernels {'on' if on else 'off'}: forward",
+                s,
+                speed_up_vs_bf16=round(base / s, 3),
+            )
+    finally:
+        fp8_heads.set_enabled(True)
+    row(
+        "I2V-14B cut, FP8 + FP8 attention: rel. diff input kernels on vs off",
+        err=rel(outs[True], outs[False]),
+    )
+
+
 def blas_library_rows(tokens: int = 16317, dim: int = 5120, hidden: int = 13824) -> None:
     """Each 14B block GEMM (bias, bf16) under cuBLAS and under cuBLASLt: the FFN output GEMM runs at 707
     TFLOP/s where the square ones reach 798, and the two libraries' heuristics may pick other kernels."""
@@ -648,6 +715,10 @@ PARTS: dict[str, tuple[str, list]] = {
     "fp8ffn": (
         "the FP8 feed-forward's GELU + row quantisation: inductor vs the Triton kernel, in the cut model",
         [fp8_ffn_rows, fp8_block_rows],
+    ),
+    "fp8attn": (
+        "FP8 attention's input quantisation: inductor vs two Triton passes, in the cut model",
+        [fp8_heads_rows, fp8_attention_block_rows],
     ),
     "readout": ("geometry read-out and frames to the host", [readout_rows]),
 }

@@ -33,13 +33,13 @@ from collections.abc import Callable
 
 import torch
 
-from fantasy_world.quant.fp8_linear import FP8_DTYPE, FP8_MAX
+from fantasy_world.models.wan import fp8_heads
+from fantasy_world.quant.fp8_linear import FP8_DTYPE
 
 log = logging.getLogger(__name__)
 
 MODULES = ("flash_attn_interface", "fa3_fwd_interface")
 P_SCALE = 256.0  # the probabilities exp(s - rowmax) <= 1 are scaled by 2**8 before the e4m3 rounding
-_AMAX_FLOOR = 1e-12
 
 # Resolved once by load(): the kernel (the module's ``_flash_attn_forward``), where it came from, and the
 # CUDA device indices it may run on (sm90). Plain globals, so compiled code reads them as constants.
@@ -103,24 +103,34 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     return fwd(q, k, v, softmax_scale=q.shape[-1] ** -0.5, causal=False)[0]
 
 
-def quantize_heads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """[B, L, H, D] -> (e4m3 values, fp32 scales [B, H]) with amax over (L, D) mapped to 448."""
-    scale = x.detach().abs().amax(dim=(1, 3)).float().clamp_min(_AMAX_FLOOR) / FP8_MAX
-    q = (x.float() / scale[:, None, :, None]).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
-    return q, scale
+def quantize_heads(x: torch.Tensor, shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, L, H, D] (minus ``shift`` [B, 1, H, D]) -> (e4m3 values, fp32 scales [B, H]) with amax over (L, D)
+    mapped to 448; two Triton passes on GPUs (``fp8_heads.py``), the same torch expressions elsewhere."""
+    return fp8_heads.quantize_heads(x, shift)
+
+
+def key_shift(k: torch.Tensor) -> torch.Tensor:
+    """The keys' mean over the tokens, [B, 1, H, D] in fp32: what :func:`smooth_keys` subtracts."""
+    return k.float().mean(dim=1, keepdim=True)
 
 
 def smooth_keys(k: torch.Tensor) -> torch.Tensor:
     """k [B, L, H, D] minus its mean over the tokens (fp32): the same softmax, a smaller FP8 rounding error."""
-    kf = k.float()
-    return kf - kf.mean(dim=1, keepdim=True)
+    return k.float() - key_shift(k)
+
+
+def _quantized_inputs(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+) -> tuple[tuple[torch.Tensor, ...], ...]:
+    """(values, scales) of q, the smoothed k and v, as FA3's FP8 kernel takes them."""
+    return quantize_heads(q), quantize_heads(k, key_shift(k)), quantize_heads(v)
 
 
 def fp8_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """FA3's FP8 kernel on per-(batch, head) quantised inputs, keys smoothed; bf16 [B, Lq, H, D]."""
     fwd = _fwd[0]
     assert fwd is not None, "flash3.fp8_attention called without a loaded FlashAttention-3"
-    (q8, qs), (k8, ks), (v8, vs) = quantize_heads(q), quantize_heads(smooth_keys(k)), quantize_heads(v)
+    (q8, qs), (k8, ks), (v8, vs) = _quantized_inputs(q, k, v)
     out = fwd(
         q8,
         k8,
@@ -143,7 +153,7 @@ def emulated_fp8_attention(
     are rounded to e4m3 after scaling by 256, and the row sums use the unrounded probabilities.
     ``rows`` computes only the first query rows (scales still come from the whole of q), for checks.
     """
-    (q8, qs), (k8, ks), (v8, vs) = quantize_heads(q), quantize_heads(smooth_keys(k)), quantize_heads(v)
+    (q8, qs), (k8, ks), (v8, vs) = _quantized_inputs(q, k, v)
     qd = q8.float() * qs[:, None, :, None]
     kd = k8.float() * ks[:, None, :, None]
     vd = v8.float() * vs[:, None, :, None]
