@@ -421,25 +421,42 @@ def qk_rope_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 128) -> N
         norm_rope._warps = chosen
 
 
-def qk_block_rows(layers: int = 4) -> None:
-    """The compiled I2V-14B forward cut to ``layers`` blocks with the q/k kernel and without it (recompiles):
-    the kernel's saving inside the model, and how far the two forwards are apart."""
-    from fantasy_world.accel.compile import compile_blocks
-    from fantasy_world.models.wan import norm_rope
-
-    model, forward = _cut_i2v14b(layers)
-    compile_blocks(model)
+def _switched_rows(forward, switch, what: str, label: str, base: float | None = None) -> None:
+    """``forward`` timed with ``switch(True)`` and ``switch(False)`` (each recompiles), then switched on again:
+    one row each (with the speed-up over ``base``, the bf16 forward, when given) and their relative difference."""
     outs = {}
     try:
         for on in (True, False):
-            norm_rope.set_enabled(on)
+            switch(on)
             for _ in range(2):
                 outs[on] = forward()
             s = cuda_time(forward, reps=10, warmup=1)
-            row(f"I2V-14B cut to {layers} blocks, compiled, q/k kernel {'on' if on else 'off'}: forward", s)
+            extra = {} if base is None else {"speed_up_vs_bf16": round(base / s, 3)}
+            row(f"{label}, {what} {'on' if on else 'off'}: forward", s, **extra)
     finally:
-        norm_rope.set_enabled(True)
-    row("I2V-14B cut: rel. diff q/k kernel on vs off", err=rel(outs[True], outs[False]))
+        switch(True)
+    row(f"{label}: rel. diff {what} on vs off", err=rel(outs[True], outs[False]))
+
+
+def _cut_bf16_base(layers: int):
+    """The cut I2V-14B model compiled, its forward, and the bf16 forward's time (a row)."""
+    from fantasy_world.accel.compile import compile_blocks
+
+    model, forward = _cut_i2v14b(layers)
+    compile_blocks(model)
+    forward()
+    base = cuda_time(forward, reps=10, warmup=1)
+    row(f"I2V-14B cut to {layers} blocks, compiled, bf16: forward", base)
+    return model, forward, base
+
+
+def qk_block_rows(layers: int = 4) -> None:
+    """The compiled I2V-14B forward cut to ``layers`` blocks with the q/k kernel and without it (recompiles):
+    the kernel's saving inside the model, and how far the two forwards are apart."""
+    from fantasy_world.models.wan import norm_rope
+
+    _, forward, base = _cut_bf16_base(layers)
+    _switched_rows(forward, norm_rope.set_enabled, "q/k kernel", f"I2V-14B cut to {layers} blocks, compiled")
 
 
 def fp8_ffn_rows(tokens: int = 16317, hidden: int = 13824) -> None:
@@ -485,34 +502,15 @@ def fp8_ffn_rows(tokens: int = 16317, hidden: int = 13824) -> None:
 def fp8_block_rows(layers: int = 4) -> None:
     """The compiled I2V-14B forward cut to ``layers`` blocks: bf16, FP8, FP8 + FP8 attention, the FP8 ones with
     the GELU + quantisation kernel on and off (recompiles): its saving in the model, and the FP8 ratios."""
-    from fantasy_world.accel.compile import compile_blocks
     from fantasy_world.quant import fp8_gelu
     from fantasy_world.quant.selection import quantize_model, set_fp8_attention
 
-    model, forward = _cut_i2v14b(layers)
-    compile_blocks(model)
-    forward()
-    base = cuda_time(forward, reps=10, warmup=1)
-    row(f"I2V-14B cut to {layers} blocks, compiled, bf16: forward", base)
+    model, forward, base = _cut_bf16_base(layers)
     quantize_model(model)
-    outs = {}
-    try:
-        for attn in (False, True):
-            set_fp8_attention(model, attn)
-            for on in (True, False):
-                fp8_gelu.set_enabled(on)
-                for _ in range(2):
-                    outs[on] = forward()
-                s = cuda_time(forward, reps=10, warmup=1)
-                mode = "FP8 + FP8 attention" if attn else "FP8"
-                row(
-                    f"I2V-14B cut to {layers} blocks, compiled, {mode}, GELU kernel {'on' if on else 'off'}: forward",
-                    s,
-                    speed_up_vs_bf16=round(base / s, 3),
-                )
-            row(f"I2V-14B cut, {mode}: rel. diff GELU kernel on vs off", err=rel(outs[True], outs[False]))
-    finally:
-        fp8_gelu.set_enabled(True)
+    for attn in (False, True):
+        set_fp8_attention(model, attn)
+        label = f"I2V-14B cut to {layers} blocks, compiled, {'FP8 + FP8 attention' if attn else 'FP8'}"
+        _switched_rows(forward, fp8_gelu.set_enabled, "GELU kernel", label, base)
 
 
 def fp8_heads_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 128) -> None:
@@ -551,35 +549,14 @@ def fp8_heads_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 128) ->
 def fp8_attention_block_rows(layers: int = 4) -> None:
     """The compiled I2V-14B forward cut to ``layers`` blocks in FP8 + FP8 attention, the input quantisation
     kernels on and off (recompiles), against the bf16 forward."""
-    from fantasy_world.accel.compile import compile_blocks
     from fantasy_world.models.wan import fp8_heads
     from fantasy_world.quant.selection import quantize_model, set_fp8_attention
 
-    model, forward = _cut_i2v14b(layers)
-    compile_blocks(model)
-    forward()
-    base = cuda_time(forward, reps=10, warmup=1)
-    row(f"I2V-14B cut to {layers} blocks, compiled, bf16: forward", base)
+    model, forward, base = _cut_bf16_base(layers)
     quantize_model(model)
     set_fp8_attention(model, True)
-    outs = {}
-    try:
-        for on in (True, False):
-            fp8_heads.set_enabled(on)
-            for _ in range(2):
-                outs[on] = forward()
-            s = cuda_time(forward, reps=10, warmup=1)
-            row(
-                f"I2V-14B cut to {layers} blocks, compiled, FP8 + FP8 attention, input kernels {'on' if on else 'off'}: forward",
-                s,
-                speed_up_vs_bf16=round(base / s, 3),
-            )
-    finally:
-        fp8_heads.set_enabled(True)
-    row(
-        "I2V-14B cut, FP8 + FP8 attention: rel. diff input kernels on vs off",
-        err=rel(outs[True], outs[False]),
-    )
+    label = f"I2V-14B cut to {layers} blocks, compiled, FP8 + FP8 attention"
+    _switched_rows(forward, fp8_heads.set_enabled, "input kernels", label, base)
 
 
 def blas_library_rows(tokens: int = 16317, dim: int = 5120, hidden: int = 13824) -> None:

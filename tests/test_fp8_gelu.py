@@ -8,10 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from op_routing import routed_forward
 from torch import nn
 
-from fantasy_world.models.wan.config import WanDiTConfig
-from fantasy_world.models.wan.dit import WanDiT
 from fantasy_world.quant import fp8_gelu, fp8_linear, quantize_model
 from fantasy_world.quant.fp8_linear import FP8_DTYPE, FP8_MAX, FP8Linear
 
@@ -73,24 +72,8 @@ def test_on_gpu_needs_the_fp8_gemm(monkeypatch) -> None:
 
 
 def test_fp8_wan_block_routes_its_feed_forward_through_the_op(monkeypatch) -> None:
-    cfg = WanDiTConfig(dim=64, ffn_dim=96, num_heads=4, num_layers=2, freq_dim=32, text_dim=24, text_len=8)
-    torch.manual_seed(3)
-    dit = WanDiT(cfg).to(torch.bfloat16)
-    for p in dit.parameters():
-        p.data.normal_(0, 0.05)
-    quantize_model(dit)
-    x = torch.randn(1, cfg.in_dim, 1, 4, 4)
-    t = torch.tensor([500.0])
-    ctx = torch.randn(1, 8, 24)
-    with torch.no_grad():
-        plain = dit(x, t, ctx)
-    calls: list[tuple[int, ...]] = []
-    real = fp8_gelu.gelu_tanh_quantize_rows
-    monkeypatch.setattr(fp8_gelu, "_on_gpu", lambda x: True)
-    monkeypatch.setattr(
-        fp8_gelu, "gelu_tanh_quantize_rows", lambda h: calls.append(tuple(h.shape)) or real(h)
+    calls, plain, fused, _ = routed_forward(
+        monkeypatch, fp8_gelu, "gelu_tanh_quantize_rows", 2, 1, quantize_model
     )
-    with torch.no_grad():
-        fused = dit(x, t, ctx)
     assert calls == [(4, 96)] * 2  # each block's hidden rows [B*L, ffn_dim] (2×2 tokens)
     torch.testing.assert_close(fused, plain, rtol=0, atol=0)  # on CPU: the same roundings, emulated

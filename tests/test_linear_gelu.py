@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from op_routing import routed_forward
 from torch import nn
 
 from fantasy_world.models.wan import linear_gelu
-from fantasy_world.models.wan.config import WanDiTConfig
-from fantasy_world.models.wan.dit import WanBlock, WanDiT
+from fantasy_world.models.wan.dit import WanBlock
 
 
 def _ffn(dtype: torch.dtype = torch.bfloat16) -> nn.Sequential:
@@ -56,24 +56,7 @@ def test_fused_path_only_where_it_changes_nothing_but_speed(monkeypatch, case: s
 
 
 def test_wan_block_routes_its_feed_forward_through_the_fused_op(monkeypatch) -> None:
-    cfg = WanDiTConfig(dim=64, ffn_dim=96, num_heads=4, num_layers=1, freq_dim=32, text_dim=24, text_len=8)
-    torch.manual_seed(3)
-    dit = WanDiT(cfg).to(torch.bfloat16)
-    for p in dit.parameters():
-        p.data.normal_(0, 0.05)
-    x = torch.randn(1, cfg.in_dim, 1, 4, 4)
-    t = torch.tensor([500.0])
-    ctx = torch.randn(1, 8, 24)
-    with torch.no_grad():
-        plain = dit(x, t, ctx)
-    calls: list[tuple[int, ...]] = []
-    real = linear_gelu.linear_gelu_tanh
-    monkeypatch.setattr(linear_gelu, "_on_gpu", lambda x: True)
-    monkeypatch.setattr(
-        linear_gelu, "linear_gelu_tanh", lambda x, w, b: calls.append(tuple(x.shape)) or real(x, w, b)
-    )
-    with torch.no_grad():
-        fused = dit(x, t, ctx)
+    calls, plain, fused, dit = routed_forward(monkeypatch, linear_gelu, "linear_gelu_tanh")
     assert calls == [(1, 4, 64)]  # one block, its feed-forward input [B, L, dim] (2×2 tokens)
     torch.testing.assert_close(fused, plain, rtol=0, atol=0)  # on CPU the op is the same two steps
     assert isinstance(dit.blocks[0], WanBlock)
