@@ -6,7 +6,7 @@ measured alone first, at the real 14B shapes, before it is worth building into t
 kernel profile (``--only-profile``) shows where a compiled block spends its time. Prints one JSON object
 per row and writes them to ``--out``/step_parts.json.
 
-    python bench/step_parts.py --out OUT [--only ffn|invariants|fusion|profile|options|gaps|qk|fp8ffn|fp8attn|readout]
+    python bench/step_parts.py --out OUT [--only ffn|invariants|fusion|profile|options|gaps|qk|fp8ffn|fp8attn|geometry|readout]
         [--wheels .train_state/whl]
 """
 
@@ -271,6 +271,71 @@ def block_profile_rows(layers: int = 4) -> None:
         row(f"{mode}: kernel time per block (ms)", sum(per.values()) / layers)
         for name, ms in sorted(per.items(), key=lambda kv: -kv[1])[:24]:
             row(f"{mode}: kernel", ms / layers, kernel=name[:160])
+
+
+def _cut_fw14_config(irg: int):
+    """FantasyWorld-14B (I2V) with one preconditioning block and ``irg`` >= 4 IRG blocks, camera adapters on all."""
+    import dataclasses
+
+    from bench.harness.bench_models import fw14_config
+
+    cfg = fw14_config(False)
+    dit = dataclasses.replace(cfg.dit, num_layers=irg + 1)
+    layers = tuple(range(irg - 1, irg - 5, -1))  # the heads read the last four IRG blocks
+    heads = {
+        name: dataclasses.replace(getattr(cfg, name), intermediate_layer_idx=layers)
+        for name in ("depth_head", "point_head")
+    }
+    return dataclasses.replace(cfg, dit=dit, n_pcb=1, camera_adapter_blocks=(0, irg), **heads)
+
+
+def geometry_profile_rows(irg: int = 4) -> None:
+    """Where the geometry branch's time goes: FantasyWorld-14B cut to ``irg`` IRG blocks, compiled, its
+    conditional forward against its own plain DiT forward (the difference per IRG block is the geometry
+    branch), and the conditional forward's kernels, in bf16, FP8 and FP8 + FP8 attention.
+
+    Why: FantasyWorld minus plain Wan is 0.265 s in bf16 and 0.258 s in FP8 (issue 12, fifth session): the
+    branch (135 TFLOP: 48.5 in linears, 87 in attention) does not get faster in FP8, and the FantasyWorld FP8
+    forward misses 1.35x by that much."""
+    from bench.harness.bench_models import I2V_SIZE, build_fantasy, plucker_input, wan_inputs
+    from fantasy_world.accel.compile import compile_blocks
+    from fantasy_world.quant.selection import quantize_model, set_fp8_attention
+
+    cfg = _cut_fw14_config(irg)
+    dev, dt = torch.device("cuda"), torch.bfloat16
+    model = build_fantasy(cfg, dev, dt, 0).eval()
+    inp = wan_inputs(cfg.dit, I2V_SIZE, dev, dt)
+    x, t, c, clip, y = inp["x"], inp["t"], inp["context"], inp["clip_fea"], inp["y"]
+    with torch.no_grad():
+        camera = model.encode_camera(plucker_input(I2V_SIZE, dev, dt))
+
+    def cond() -> torch.Tensor:
+        with torch.no_grad():
+            return model(x, t, c, clip_fea=clip, y=y, camera=camera).velocity
+
+    def plain() -> torch.Tensor:
+        with torch.no_grad():
+            return model.dit(x, t, c, clip_fea=clip, y=y)
+
+    for mode in ("bf16", "FP8", "FP8 + FP8 attention"):
+        if mode == "FP8":
+            quantize_model(model)
+        if mode == "FP8 + FP8 attention":
+            set_fp8_attention(model, True)
+        compile_blocks(model)
+        for fn in (cond, cond, plain, plain):
+            fn()
+        s_fw, s_plain = cuda_time(cond, reps=5, warmup=1), cuda_time(plain, reps=5, warmup=1)
+        row(
+            f"FantasyWorld-14B cut to {irg} IRG blocks, compiled, {mode}: conditional forward",
+            s_fw,
+            plain_dit_s=s_plain,
+            geometry_ms_per_irg_block=round((s_fw - s_plain) / irg * 1e3, 2),
+        )
+        per = kernel_times(cond)
+        row(f"{mode}: kernel time of the conditional forward (ms)", sum(per.values()))
+        for name, ms in sorted(per.items(), key=lambda kv: -kv[1])[:30]:
+            row(f"{mode}: kernel", ms, kernel=name[:160])
 
 
 def cross_attention_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 128) -> None:
@@ -696,6 +761,10 @@ PARTS: dict[str, tuple[str, list]] = {
     "fp8attn": (
         "FP8 attention's input quantisation: inductor vs two Triton passes, in the cut model",
         [fp8_heads_rows, fp8_attention_block_rows],
+    ),
+    "geometry": (
+        "the geometry branch: cut FantasyWorld-14B against its plain DiT, kernels, bf16 / FP8 / FP8 attention",
+        [geometry_profile_rows],
     ),
     "readout": ("geometry read-out and frames to the host", [readout_rows]),
 }
