@@ -247,30 +247,42 @@ def _cut_i2v14b(layers: int):
     return model, forward
 
 
-def block_profile_rows(layers: int = 4) -> None:
-    """Kernels of a compiled I2V-14B forward cut to ``layers`` blocks, per block: bf16, FP8, FP8 + FP8 attention.
-
-    Why: the FP8 forward spends ~0.08 s more than bf16 outside the GEMMs and attention (issue 12's profile);
-    this lists each kernel's time per block so that the extra passes can be named.
-    """
+def _precision_modes(model):
+    """Switch ``model`` to bf16 (as built), then FP8, then FP8 + FP8 attention, compiling its blocks each time;
+    yields each mode's name."""
     from fantasy_world.accel.compile import compile_blocks
     from fantasy_world.quant.selection import quantize_model, set_fp8_attention
 
-    model, forward = _cut_i2v14b(layers)
     for mode in ("bf16", "FP8", "FP8 + FP8 attention"):
         if mode == "FP8":
             quantize_model(model)
         if mode == "FP8 + FP8 attention":
             set_fp8_attention(model, True)
         compile_blocks(model)
+        yield mode
+
+
+def _kernel_rows(mode: str, fn, per: str, divisor: int, top: int) -> None:
+    """One call of ``fn`` profiled: total kernel time and the ``top`` kernels, each divided by ``divisor``."""
+    times = kernel_times(fn)
+    row(f"{mode}: kernel time {per} (ms)", sum(times.values()) / divisor)
+    for name, ms in sorted(times.items(), key=lambda kv: -kv[1])[:top]:
+        row(f"{mode}: kernel", ms / divisor, kernel=name[:160])
+
+
+def block_profile_rows(layers: int = 4) -> None:
+    """Kernels of a compiled I2V-14B forward cut to ``layers`` blocks, per block: bf16, FP8, FP8 + FP8 attention.
+
+    Why: the FP8 forward spends ~0.08 s more than bf16 outside the GEMMs and attention (issue 12's profile);
+    this lists each kernel's time per block so that the extra passes can be named.
+    """
+    model, forward = _cut_i2v14b(layers)
+    for mode in _precision_modes(model):
         for _ in range(2):
             forward()
         s = cuda_time(forward, reps=5, warmup=1)
         row(f"I2V-14B cut to {layers} blocks, compiled, {mode}: forward", s)
-        per = kernel_times(forward)
-        row(f"{mode}: kernel time per block (ms)", sum(per.values()) / layers)
-        for name, ms in sorted(per.items(), key=lambda kv: -kv[1])[:24]:
-            row(f"{mode}: kernel", ms / layers, kernel=name[:160])
+        _kernel_rows(mode, forward, "per block", layers, 24)
 
 
 def _cut_fw14_config(irg: int):
@@ -298,8 +310,6 @@ def geometry_profile_rows(irg: int = 4) -> None:
     branch (135 TFLOP: 48.5 in linears, 87 in attention) does not get faster in FP8, and the FantasyWorld FP8
     forward misses 1.35x by that much."""
     from bench.harness.bench_models import I2V_SIZE, build_fantasy, plucker_input, wan_inputs
-    from fantasy_world.accel.compile import compile_blocks
-    from fantasy_world.quant.selection import quantize_model, set_fp8_attention
 
     cfg = _cut_fw14_config(irg)
     dev, dt = torch.device("cuda"), torch.bfloat16
@@ -317,12 +327,7 @@ def geometry_profile_rows(irg: int = 4) -> None:
         with torch.no_grad():
             return model.dit(x, t, c, clip_fea=clip, y=y)
 
-    for mode in ("bf16", "FP8", "FP8 + FP8 attention"):
-        if mode == "FP8":
-            quantize_model(model)
-        if mode == "FP8 + FP8 attention":
-            set_fp8_attention(model, True)
-        compile_blocks(model)
+    for mode in _precision_modes(model):
         for fn in (cond, cond, plain, plain):
             fn()
         s_fw, s_plain = cuda_time(cond, reps=5, warmup=1), cuda_time(plain, reps=5, warmup=1)
@@ -332,10 +337,7 @@ def geometry_profile_rows(irg: int = 4) -> None:
             plain_dit_s=s_plain,
             geometry_ms_per_irg_block=round((s_fw - s_plain) / irg * 1e3, 2),
         )
-        per = kernel_times(cond)
-        row(f"{mode}: kernel time of the conditional forward (ms)", sum(per.values()))
-        for name, ms in sorted(per.items(), key=lambda kv: -kv[1])[:30]:
-            row(f"{mode}: kernel", ms, kernel=name[:160])
+        _kernel_rows(mode, cond, "of the conditional forward", 1, 30)
 
 
 def cross_attention_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 128) -> None:
