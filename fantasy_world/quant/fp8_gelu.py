@@ -26,17 +26,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from fantasy_world.quant import fp8_linear
-from fantasy_world.quant.fp8_linear import FP8_DTYPE, FP8_MAX, FP8Linear, fp8_gemm_rows, quantize_rows
-
-try:  # Triton comes with PyTorch's CUDA wheels; CPU installs run the torch form
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - depends on the install
-    triton = None
+from fantasy_world.quant.fp8_linear import (
+    AMAX_FLOOR,
+    FP8_DTYPE,
+    FP8_MAX,
+    FP8Linear,
+    fp8_gemm_rows,
+    quantize_rows,
+)
+from fantasy_world.utils.triton_import import tl, triton, triton_runs
 
 # Read once: compiled code sees a constant. ``set_enabled`` is for benchmarks (reset dynamo after it).
 _enabled: list[bool] = [os.environ.get("FW_FP8_GELU", "1").strip() != "0"]
-_AMAX_FLOOR = 1e-12  # as quantize_rows
 
 
 def set_enabled(on: bool) -> None:
@@ -79,7 +80,7 @@ def _launch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale = torch.empty(m, 1, dtype=torch.float32, device=x.device)
     with torch.cuda.device(x.device):
         _gelu_quantize_kernel[(m,)](
-            x, q, scale, n, _AMAX_FLOOR, FP8_MAX, BLOCK=triton.next_power_of_2(n), num_warps=_warps(n)
+            x, q, scale, n, AMAX_FLOOR, FP8_MAX, BLOCK=triton.next_power_of_2(n), num_warps=_warps(n)
         )
     return q, scale
 
@@ -87,7 +88,7 @@ def _launch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 @torch.library.custom_op("fantasy_world::gelu_tanh_quantize_rows", mutates_args=())
 def gelu_tanh_quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """bf16 x [M, N] -> (e4m3 [M, N], fp32 scale [M, 1]) of ``gelu_tanh(x)``, one scale per row."""
-    if x.is_cuda and triton is not None:
+    if triton_runs(x):
         return _launch(x)
     return reference(x)
 
@@ -100,7 +101,7 @@ def _gelu_tanh_quantize_rows_fake(x: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 def _on_gpu(x: torch.Tensor) -> bool:
     """Where the Triton kernel and ``_scaled_mm`` run (a function of its own so CPU tests can route)."""
-    return x.is_cuda and triton is not None and fp8_linear._scaled_mm_enabled
+    return triton_runs(x) and fp8_linear._scaled_mm_enabled
 
 
 def fusable(ffn: nn.Sequential, x: torch.Tensor) -> bool:

@@ -34,7 +34,7 @@ from torch import nn
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = float(torch.finfo(FP8_DTYPE).max)  # 448
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
-_AMAX_FLOOR = 1e-12  # all-zero rows get a tiny scale instead of a division by zero
+AMAX_FLOOR = 1e-12  # all-zero rows get a tiny scale instead of a division by zero
 
 # Whether this process may call torch._scaled_mm on CUDA (set by enable_fp8_gemm; every visible GPU sm89+).
 _scaled_mm_enabled = False
@@ -61,7 +61,7 @@ def enable_fp8_gemm(enabled: bool | None = None) -> bool:
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """x [M, K] -> (fp8 [M, K], fp32 scale [M, 1]) with ``x ≈ q * scale``; one scale per row (token)."""
     xf = x.float()
-    scale = xf.abs().amax(dim=-1, keepdim=True).clamp(min=_AMAX_FLOOR) / FP8_MAX
+    scale = xf.abs().amax(dim=-1, keepdim=True).clamp(min=AMAX_FLOOR) / FP8_MAX
     q = (xf / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
     return q, scale
 

@@ -22,15 +22,9 @@ import os
 
 import torch
 
-from fantasy_world.quant.fp8_linear import FP8_DTYPE, FP8_MAX
+from fantasy_world.quant.fp8_linear import AMAX_FLOOR, FP8_DTYPE, FP8_MAX
+from fantasy_world.utils.triton_import import tl, triton, triton_runs
 
-try:  # Triton comes with PyTorch's CUDA wheels; CPU installs run the torch form
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - depends on the install
-    triton = None
-
-_AMAX_FLOOR = 1e-12
 ROWS_PER_PROGRAM = 32  # the amax pass: 16,317 tokens -> 510 programs per batch for the 14B model
 # Read once: compiled code sees a constant. ``set_enabled`` is for benchmarks (reset dynamo after it).
 _enabled: list[bool] = [os.environ.get("FW_FP8_HEADS", "1").strip() != "0"]
@@ -45,7 +39,7 @@ def reference(x: torch.Tensor, shift: torch.Tensor | None = None) -> tuple[torch
     """[B, L, H, D] (minus ``shift`` [B, 1, H, D]) -> (e4m3 values, fp32 scales [B, H]), amax over (L, D)
     mapped to 448."""
     xf = x.detach().float() if shift is None else x.detach().float() - shift
-    scale = xf.abs().amax(dim=(1, 3)).clamp_min(_AMAX_FLOOR) / FP8_MAX
+    scale = xf.abs().amax(dim=(1, 3)).clamp_min(AMAX_FLOOR) / FP8_MAX
     q = (xf / scale[:, None, :, None]).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
     return q, scale
 
@@ -124,7 +118,7 @@ def _launch(x: torch.Tensor, shift: torch.Tensor | None) -> tuple[torch.Tensor, 
     with torch.cuda.device(x.device):
         part = torch.empty(b, blocks, heads_p2, dtype=torch.float32, device=x.device)
         _head_amax_kernel[(b, blocks)](x, sh, part, seq, ROWS_PER_PROGRAM, num_warps=4, **meta)
-        scale = (part[..., :heads].amax(dim=1).clamp_min(_AMAX_FLOOR) / FP8_MAX).contiguous()
+        scale = (part[..., :heads].amax(dim=1).clamp_min(AMAX_FLOOR) / FP8_MAX).contiguous()
         out = torch.empty(b, seq, heads, head_dim, dtype=FP8_DTYPE, device=x.device)
         _quantize_rows_kernel[(b * seq,)](x, sh, scale, out, seq, FP8_MAX, num_warps=4, **meta)
     return out, scale
@@ -133,7 +127,7 @@ def _launch(x: torch.Tensor, shift: torch.Tensor | None) -> tuple[torch.Tensor, 
 @torch.library.custom_op("fantasy_world::quantize_heads", mutates_args=())
 def quantize_heads_op(x: torch.Tensor, shift: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`reference` as one op: the two Triton passes on CUDA, the torch form elsewhere."""
-    if x.is_cuda and triton is not None:
+    if triton_runs(x):
         return _launch(x, shift)
     return reference(x, shift)
 
@@ -146,7 +140,7 @@ def _quantize_heads_fake(x: torch.Tensor, shift: torch.Tensor | None) -> tuple[t
 
 def _on_gpu(x: torch.Tensor) -> bool:
     """Where the Triton passes run (a function of its own so CPU tests can route through the op)."""
-    return x.is_cuda and triton is not None
+    return triton_runs(x)
 
 
 def fusable(x: torch.Tensor, shift: torch.Tensor | None = None) -> bool:

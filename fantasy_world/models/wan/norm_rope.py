@@ -27,12 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fantasy_world.models.wan.rope import apply_rope
-
-try:  # Triton comes with PyTorch's CUDA wheels; CPU installs run the torch form
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - depends on the install
-    triton = None
+from fantasy_world.utils.triton_import import tl, triton, triton_runs
 
 # Read once: compiled code sees a constant. ``set_enabled`` is for benchmarks (reset dynamo after it).
 _enabled: list[bool] = [os.environ.get("FW_NORM_ROPE", "1").strip() != "0"]
@@ -41,10 +36,6 @@ _enabled: list[bool] = [os.environ.get("FW_NORM_ROPE", "1").strip() != "0"]
 def set_enabled(on: bool) -> None:
     """Switch the fused kernel on or off for the process (compiled blocks keep what they traced)."""
     _enabled[0] = bool(on)
-
-
-def enabled() -> bool:
-    return _enabled[0]
 
 
 def reference(
@@ -128,7 +119,7 @@ def rms_norm_rope(
 ) -> torch.Tensor:
     """RMS norm of x [B, L, dim] over dim with ``weight``, split into heads, Wan's RoPE by ``freqs``
     (``view_as_real`` of the complex table, [L, head_dim/2, 2]) -> [B, L, heads, dim/heads]."""
-    if x.is_cuda and triton is not None:
+    if triton_runs(x):
         return _launch(x, weight, freqs, eps, heads)
     return reference(x, weight, freqs, eps, heads)
 
@@ -143,7 +134,7 @@ def _rms_norm_rope_fake(
 
 def _on_gpu(x: torch.Tensor) -> bool:
     """Where the Triton kernel runs (a function of its own so CPU tests can route through the op)."""
-    return x.is_cuda and triton is not None
+    return triton_runs(x)
 
 
 def fusable(x: torch.Tensor, norm: nn.Module, freqs: torch.Tensor, heads: int) -> bool:
