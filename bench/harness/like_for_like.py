@@ -227,24 +227,17 @@ def _four_way(
         if fa3_here(ctx):  # the same compiled blocks with PyTorch's SDPA: what FA3 brings (recompiles once)
             timed(ctx, sec, f"{names['ours compiled']}, attention sdpa", o, flops, backend="sdpa")
         if ctx.device.type == "cuda":
-            oc = names["ours compiled"]
-            _switched_off_row(
-                ctx, sec, oc, o, flops, linear_gelu.set_enabled, "GELU epilogue off", "the GELU epilogue"
+            speed_ups = (
+                (linear_gelu.set_enabled, "GELU epilogue off", "the GELU epilogue"),
+                (
+                    dit.set_row_major_tokens,
+                    "token stream channel-major (before)",
+                    "the row-major token stream",
+                ),
+                (norm_rope.set_enabled, "q/k norm + RoPE unfused (before)", "the q/k kernel"),
             )
-            token_layout = "token stream channel-major (before)"
-            _switched_off_row(
-                ctx, sec, oc, o, flops, dit.set_row_major_tokens, token_layout, "the row-major token stream"
-            )
-            _switched_off_row(
-                ctx,
-                sec,
-                oc,
-                o,
-                flops,
-                norm_rope.set_enabled,
-                "q/k norm + RoPE unfused (before)",
-                "the q/k kernel",
-            )
+            for switch, variant, what in speed_ups:
+                _switched_off_row(ctx, sec, names["ours compiled"], o, flops, switch, variant, what)
     n = ctx.attempt(sec, f"{label}: compile diffusers", lambda: compile_diffusers_blocks(ref, **opts))
     if n and _first_call(ctx, sec, f"{label}, diffusers", d):
         timed(ctx, sec, names["diffusers compiled"], d, flops, note=f"diffusers backend {active_backend()}")
