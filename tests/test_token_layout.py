@@ -1,6 +1,7 @@
 """The DiT's token stream is stored row-major ([B, L, dim], stride 1 along dim) from the patch embedding on:
-in the patch embedding's own channel-major layout every norm over dim read strided memory (issue 12). Only the
-layout changes, never a value."""
+in the patch embedding's own channel-major layout every norm over dim read strided memory (issue 12). The patch
+embedding runs as one GEMM over flattened patches, which writes that order directly: the values are the
+Conv3d's up to float32 summation order."""
 
 from __future__ import annotations
 
@@ -30,4 +31,18 @@ def test_tokens_are_row_major_and_the_output_is_unchanged(dtype: torch.dtype) ->
             before = model(*args)
         finally:
             dit_module.set_row_major_tokens(True)
-    assert torch.equal(out, before)
+    torch.testing.assert_close(out, before, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(out, torch.zeros_like(out))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_patch_tokens_are_the_conv3d_in_token_order(dtype: torch.dtype) -> None:
+    torch.manual_seed(1)
+    conv = torch.nn.Conv3d(20, 40, kernel_size=(1, 2, 2), stride=(1, 2, 2)).to(dtype)
+    x = torch.randn(2, 20, 3, 6, 10).to(dtype)
+    tokens, grid = dit_module._patch_tokens(conv, x)
+    want = conv(x)
+    assert grid == tuple(want.shape[2:]) == (3, 3, 5)
+    assert tokens.dtype == torch.float32 and tokens.shape == (2, 45, 40) and tokens.is_contiguous()
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(tokens, want.flatten(2).transpose(1, 2).float(), rtol=tol, atol=tol)

@@ -254,8 +254,8 @@ class WanBlock(nn.Module):
 # flattened and transposed, is channel-major (stride 1 along the tokens), and every op after it kept that
 # layout: each norm over ``dim`` then read memory with a stride of L. In the compiled 14B block the norm
 # kernels took 0.43-0.63 ms where the same expressions on row-major tensors take 0.16-0.26 ms (H200,
-# ``bench/results/issue12_h200_2026-12-03_s4_*``). One copy into row-major order (the float32 cast copies
-# anyway) fixes every block: the compiled 14B forward 0.983 -> 0.958 s.
+# ``bench/results/issue12_h200_2026-12-03_s4_*``). Row-major tokens fix every block (the compiled 14B forward
+# 0.983 -> 0.958 s); the patch embedding now writes them in that order itself (``_patch_tokens``).
 # A list so that benchmarks can measure the old layout (``set_row_major_tokens``; reset dynamo after it).
 _row_major_tokens: list[bool] = [True]
 
@@ -263,6 +263,24 @@ _row_major_tokens: list[bool] = [True]
 def set_row_major_tokens(on: bool) -> None:
     """Store the token stream row-major (default) or in the patch embedding's layout (for benchmarks)."""
     _row_major_tokens[0] = bool(on)
+
+
+def _patch_tokens(conv: nn.Conv3d, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """The patch embedding as one GEMM over the flattened patches: float32 tokens [B, L, dim], row-major.
+
+    Why: the Conv3d's stride equals its kernel, so it is a linear map of each patch. cuDNN computed it in
+    channels-last order, converted that to [B, dim, F, H, W], added the bias in a pass of its own, and the
+    token stream then needed a transposing copy: ~1.5 ms of copies per 14B forward on an H200 (kernel
+    profile, ``bench/step_parts.py --only profile``). The GEMM writes the tokens in order with the bias in
+    its epilogue; only the (small) latents are permuted.
+    """
+    b, c, f, h, w = x.shape
+    pt, ph, pw = conv.kernel_size
+    grid = (f // pt, h // ph, w // pw)
+    patches = x.view(b, c, grid[0], pt, grid[1], ph, grid[2], pw).permute(0, 2, 4, 6, 1, 3, 5, 7)
+    patches = patches.reshape(b, grid[0] * grid[1] * grid[2], c * pt * ph * pw)
+    tokens = nn.functional.linear(patches, conv.weight.reshape(conv.out_channels, -1), conv.bias)
+    return tokens.float(), grid
 
 
 def _fused(layer: nn.Linear) -> bool:
@@ -295,6 +313,8 @@ class WanHead(nn.Module):
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         shift, scale = (self.modulation.float() + e.float().unsqueeze(1)).chunk(2, dim=1)
+        if _fused(self.head):  # one pass into bf16 instead of a multiply, an add and a cast (~1 ms, 14B)
+            return self.head(_modulate(self.norm(x.float()), shift, scale, self.head)).float()
         return self.head(_cast(self.norm(x.float()) * (1 + scale) + shift, self.head)).float()
 
 
@@ -405,13 +425,12 @@ class WanDiT(nn.Module):
             t = t.expand(x.shape[0])
         self._check_inputs(x, t, context, clip_fea)
 
-        tokens = self.patch_embedding(_cast(x, self.patch_embedding))
-        grid = (tokens.shape[2], tokens.shape[3], tokens.shape[4])
-        tokens = tokens.flatten(2).transpose(1, 2)
-        if _row_major_tokens[0]:  # one copy: the cast to float32 and the row-major order together
-            tokens = tokens.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
-        else:
-            tokens = tokens.float()
+        if _row_major_tokens[0]:
+            tokens, grid = _patch_tokens(self.patch_embedding, _cast(x, self.patch_embedding))
+        else:  # the patch embedding's own channel-major layout (kept for the benchmarks' "before" row)
+            tokens = self.patch_embedding(_cast(x, self.patch_embedding))
+            grid = (tokens.shape[2], tokens.shape[3], tokens.shape[4])
+            tokens = tokens.flatten(2).transpose(1, 2).float()
 
         sin = sinusoidal_embedding(cfg.freq_dim, t).float()
         e = _linear_f32(self.time_embedding[2], nn.functional.silu(_linear_f32(self.time_embedding[0], sin)))

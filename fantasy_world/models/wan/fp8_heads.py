@@ -57,18 +57,19 @@ if triton is not None:
         HEADS: tl.constexpr,
         HEADS_P2: tl.constexpr,
         HEAD_DIM: tl.constexpr,
+        HEAD_DIM_P2: tl.constexpr,
     ):
         # program (b, j): the amax per head of token rows [j*rows, (j+1)*rows) of batch b
         b = tl.program_id(0).to(tl.int64)
         j = tl.program_id(1)
         h = tl.arange(0, HEADS_P2)[:, None]
-        d = tl.arange(0, HEAD_DIM)[None, :]
+        d = tl.arange(0, HEAD_DIM_P2)[None, :]
         offs = h * HEAD_DIM + d
         mask = (h < HEADS) & (d < HEAD_DIM)
         dim = HEADS * HEAD_DIM
         if HAS_SHIFT:
             sh = tl.load(shift_ptr + b * dim + offs, mask=mask, other=0.0)
-        acc = tl.zeros((HEADS_P2, HEAD_DIM), dtype=tl.float32)
+        acc = tl.zeros((HEADS_P2, HEAD_DIM_P2), dtype=tl.float32)
         for r in range(0, rows):
             tok = j * rows + r
             m = mask & (offs * 0 + tok < seq)  # the token test broadcast to the tile
@@ -91,12 +92,13 @@ if triton is not None:
         HEADS: tl.constexpr,
         HEADS_P2: tl.constexpr,
         HEAD_DIM: tl.constexpr,
+        HEAD_DIM_P2: tl.constexpr,
     ):
         # one program per token row: (x - shift) / scale[b, head], clamped, to e4m3
         row = tl.program_id(0).to(tl.int64)
         b = row // seq
         h = tl.arange(0, HEADS_P2)[:, None]
-        d = tl.arange(0, HEAD_DIM)[None, :]
+        d = tl.arange(0, HEAD_DIM_P2)[None, :]
         offs = h * HEAD_DIM + d
         mask = (h < HEADS) & (d < HEAD_DIM)
         dim = HEADS * HEAD_DIM
@@ -114,7 +116,13 @@ def _launch(x: torch.Tensor, shift: torch.Tensor | None) -> tuple[torch.Tensor, 
     sh = x if shift is None else shift.float().contiguous()  # a placeholder pointer when there is no shift
     heads_p2 = triton.next_power_of_2(heads)
     blocks = triton.cdiv(seq, ROWS_PER_PROGRAM)
-    meta = {"HAS_SHIFT": shift is not None, "HEADS": heads, "HEADS_P2": heads_p2, "HEAD_DIM": head_dim}
+    meta = {
+        "HAS_SHIFT": shift is not None,
+        "HEADS": heads,
+        "HEADS_P2": heads_p2,
+        "HEAD_DIM": head_dim,
+        "HEAD_DIM_P2": triton.next_power_of_2(head_dim),
+    }
     with torch.cuda.device(x.device):
         part = torch.empty(b, blocks, heads_p2, dtype=torch.float32, device=x.device)
         _head_amax_kernel[(b, blocks)](x, sh, part, seq, ROWS_PER_PROGRAM, num_warps=4, **meta)
@@ -144,14 +152,14 @@ def _on_gpu(x: torch.Tensor) -> bool:
 
 
 def fusable(x: torch.Tensor, shift: torch.Tensor | None = None) -> bool:
-    """True for a [B, L, H, D] CUDA input with a power-of-two D (and a [B, 1, H, D] shift, if any)."""
+    """True for a [B, L, H, D] CUDA input (and a [B, 1, H, D] shift, if any). D need not be a power of two
+    (the bidirectional cross-attention's is 96): the tile is padded and masked."""
     head_dim = x.shape[-1] if x.dim() == 4 else 0
     return (
         _enabled[0]
         and _on_gpu(x)
         and x.dim() == 4
         and head_dim >= 2
-        and head_dim & (head_dim - 1) == 0
         and x.dtype in (torch.bfloat16, torch.float16, torch.float32)
         and (shift is None or tuple(shift.shape) == (x.shape[0], 1, x.shape[2], head_dim))
     )
