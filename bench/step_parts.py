@@ -8,7 +8,7 @@ per row and writes them to ``--out``/step_parts.json.
 
     python bench/step_parts.py --out OUT [--only GROUP[,GROUP...]] [--wheels .train_state/whl]
 
-GROUP: ffn invariants fusion profile options gaps qk fp8ffn fp8attn geometry readout idle tail (see --help).
+GROUP: ffn invariants fusion profile options gaps qk fp8ffn fp8attn geometry readout idle (see --help).
 """
 
 from __future__ import annotations
@@ -464,48 +464,6 @@ def cross_attention_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 1
             row(f"14B text + image cross-attention: {name}", note=f"{type(exc).__name__}: {exc}")
 
 
-def padded_text_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 128, prompt: int = 96) -> None:
-    """The 14B text + image cross-attention when the prompt fills ``prompt`` of the 512 text tokens and the
-    rest is padding (all one key and value): FA3 over every key (before) against FA3 over the distinct keys
-    plus one copy (``seqused_k``) with the other copies merged from its log-sum-exp (compiled), and the
-    error of the merge against attention over every key."""
-    from fantasy_world.models.wan import attention as attn
-    from fantasy_world.models.wan import flash3
-
-    if flash3._fwd[0] is None:
-        row("padded text rows skipped", note="no FlashAttention-3 build loaded")
-        return
-    gen = torch.Generator(device="cuda").manual_seed(7)
-
-    def rnd(n: int) -> torch.Tensor:
-        return torch.randn(1, n, heads, head_dim, device="cuda", generator=gen).bfloat16()
-
-    q, kt, vt, ki, vi = rnd(tokens), rnd(512), rnd(512), rnd(257), rnd(257)
-    kt[:, prompt:], vt[:, prompt:] = kt[:, -1:].clone(), vt[:, -1:].clone()
-    rows = torch.cat([kt, vt], dim=-1).flatten(2)
-    tail = attn.repeated_tail(rows)
-    merge = torch.compile(
-        lambda q, out, lse, img: attn.add_repeated_keys(q, kt, vt, out, lse, tail.log_copies) + img
-    )
-
-    def every_key() -> torch.Tensor:
-        return flash3.attention(q, kt, vt) + flash3.attention(q, ki, vi)
-
-    def merged() -> torch.Tensor:
-        out, lse = flash3.attention_prefix(q, kt, vt, tail.used)
-        return merge(q, out, lse, flash3.attention(q, ki, vi))
-
-    want = every_key()
-    for name, fn in (("every key (before)", every_key), (f"{prompt + 1} keys read, copies merged", merged)):
-        got = fn()
-        row(
-            f"14B text + image cross-attention, {prompt}-token prompt: {name}",
-            cuda_time(fn),
-            err=rel(got, want),
-        )
-    row("repeated tail found", None, used=tail.used.tolist(), copies=round(float(tail.log_copies.exp()[0])))
-
-
 def _rope_half(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Wan's RoPE for heads whose channels are stored (even ones, odd ones) instead of interleaved."""
     b, s, h, d = x.shape
@@ -873,7 +831,6 @@ PARTS: dict[str, tuple[str, list]] = {
     ),
     "readout": ("geometry read-out and frames to the host", [readout_rows]),
     "idle": ("the full compiled 14B forward: idle GPU time and the gaps between kernels", [idle_rows]),
-    "tail": ("cross-attention reading the text padding's repeated keys once", [padded_text_rows]),
 }
 
 

@@ -54,9 +54,7 @@ def _inputs(model: FantasyWorldModel, seed: int = 0):
 def _count_context_kv(monkeypatch) -> list[int]:
     calls: list[int] = []
     real = WanCrossAttention.context_kv
-    monkeypatch.setattr(
-        WanCrossAttention, "context_kv", lambda self, c, tail=None: calls.append(1) or real(self, c, tail)
-    )
+    monkeypatch.setattr(WanCrossAttention, "context_kv", lambda self, c: calls.append(1) or real(self, c))
     return calls
 
 

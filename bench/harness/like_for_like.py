@@ -47,7 +47,7 @@ from bench.harness.sections import _size, _StepClock, rel_err, timed
 from bench.harness.timing import GIB, sync, wall
 from bench.harness.weights import build, free_cuda, seeded_randomize
 from fantasy_world.accel.compile import compile_blocks, compiled_blocks, uncompile_blocks
-from fantasy_world.models.wan import attention, dit, flash3, linear_gelu, norm_rope
+from fantasy_world.models.wan import dit, flash3, linear_gelu, norm_rope
 
 if TYPE_CHECKING:
     from bench.harness.suite import Context
@@ -162,8 +162,8 @@ def _switched_off_row(
     what: str,
 ) -> None:
     """The same compiled forward with one of our speed-ups switched off (``switch(False)``; recompiles once):
-    what it brings. The GELU epilogue (``linear_gelu``), the row-major token stream (``dit``), the q/k
-    RMS norm + RoPE kernel (``norm_rope``) and the merged text padding keys (``attention.cross_attention``)."""
+    what it brings. The GELU epilogue (``linear_gelu``), the row-major token stream (``dit``) and the q/k
+    RMS norm + RoPE kernel (``norm_rope``)."""
     off = f"{name}, {variant}"
     switch(False)
     try:
@@ -235,11 +235,6 @@ def _four_way(
                     "the row-major token stream",
                 ),
                 (norm_rope.set_enabled, "q/k norm + RoPE unfused (before)", "the q/k kernel"),
-                (
-                    attention.set_tail_merging,
-                    "every text padding key read (before)",
-                    "reading the repeated padding keys once",
-                ),
             )
             for switch, variant, what in speed_ups:
                 _switched_off_row(ctx, sec, names["ours compiled"], o, flops, switch, variant, what)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -143,74 +142,6 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fp8: bool = Fal
         return flash3.emulated_fp8_attention(q, k, v)
     out = _sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
     return out.transpose(1, 2)
-
-
-class RepeatedTail(NamedTuple):
-    """Where the rows of a context end in copies of one row (Wan's text features: zero-padded to 512
-    tokens, so every padding token has the same key and value). Per batch element:"""
-
-    used: torch.Tensor  # [B] int32: the rows before the copies, plus one copy
-    log_copies: torch.Tensor  # [B] float32: log of how many further copies follow (-inf: none)
-
-
-# Read once: compiled code sees a constant. ``set_tail_merging`` is for benchmarks (reset dynamo after it).
-_merge_tail: list[bool] = [os.environ.get("FW_MERGE_PAD_KEYS", "1").strip() != "0"]
-
-
-def set_tail_merging(on: bool) -> None:
-    """Let :func:`cross_attention` read each run of repeated keys once (default) or every copy (benchmarks)."""
-    _merge_tail[0] = bool(on)
-
-
-def repeated_tail(rows: torch.Tensor) -> RepeatedTail | None:
-    """The run of rows equal to the last one in ``rows`` [B, L, C], for :func:`cross_attention`; None when
-    merging is switched off. Tensor maths only (no host sync), so it runs inside compiled code."""
-    if not _merge_tail[0]:
-        return None
-    differs = (rows != rows[:, -1:]).any(dim=-1)  # NaN rows count as different: never merged
-    index = torch.arange(rows.shape[1], device=rows.device)
-    last_distinct = torch.where(differs, index, -1).amax(dim=1)  # -1: every row is a copy
-    used = (last_distinct + 2).to(torch.int32)
-    return RepeatedTail(used, torch.log((rows.shape[1] - used).float()))
-
-
-def cross_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tail: RepeatedTail | None = None
-) -> torch.Tensor:
-    """:func:`attention` for keys/values that end in copies of one row, [B, L, H, D] like it.
-
-    Why: Wan cross-attends to 512 text tokens of which a prompt fills ~20-120; the rest are zero padding,
-    whose keys and values are all the same row. ``n`` equal keys weigh like one key whose score is raised
-    by log(n), so where FA3 runs it reads the distinct rows plus one copy (``seqused_k``) and the further
-    copies are added from its log-sum-exp: the softmax over all 512 keys, exactly, with most of the keys
-    never read. Elsewhere every copy is attended as before.
-    """
-    if tail is None or not _wants_fa3(q, k, v):
-        return attention(q, k, v)
-    out, lse = flash3.attention_prefix(q, k, v, tail.used)
-    return add_repeated_keys(q, k, v, out, lse, tail.log_copies)
-
-
-def add_repeated_keys(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    out: torch.Tensor,
-    lse: torch.Tensor,
-    log_copies: torch.Tensor,
-) -> torch.Tensor:
-    """Fold ``exp(log_copies)`` further copies of the last key/value row into an attention result.
-
-    ``out`` [B, Lq, H, D] and ``lse`` [B, H, Lq] (natural log-sum-exp of the scaled scores) cover the keys
-    read; the copies add exp(score + log_copies) to the denominator and as much times the last value to
-    the numerator. float32, max-subtracted, then rounded once to q's dtype.
-    """
-    score = (q.float() * k[:, -1:].float()).sum(dim=-1) * q.shape[-1] ** -0.5 + log_copies[:, None, None]
-    lse = lse.transpose(1, 2).float()
-    top = torch.maximum(lse, score)
-    w_out, w_tail = torch.exp(lse - top), torch.exp(score - top)
-    merged = w_out[..., None] * out.float() + w_tail[..., None] * v[:, -1:].float()
-    return (merged / (w_out + w_tail)[..., None]).to(q.dtype)
 
 
 _sequence_hook: list[Callable[..., torch.Tensor] | None] = [None]

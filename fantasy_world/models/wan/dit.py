@@ -29,13 +29,7 @@ from torch import nn
 
 from fantasy_world.errors import InputError
 from fantasy_world.models.wan import step_invariants as invariants
-from fantasy_world.models.wan.attention import (
-    RepeatedTail,
-    attention,
-    cross_attention,
-    repeated_tail,
-    self_attention,
-)
+from fantasy_world.models.wan.attention import attention, self_attention
 from fantasy_world.models.wan.config import WanDiTConfig
 from fantasy_world.models.wan.linear_gelu import feed_forward
 from fantasy_world.models.wan.norm_rope import norm_rope
@@ -121,7 +115,6 @@ class CrossKV(NamedTuple):
     v: torch.Tensor
     k_img: torch.Tensor | None
     v_img: torch.Tensor | None
-    tail: RepeatedTail | None = None  # the text keys' zero padding: see attention.cross_attention
 
 
 class WanCrossAttention(nn.Module):
@@ -161,32 +154,23 @@ class WanCrossAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim)
 
-    def context_kv(self, context: torch.Tensor, tail: RepeatedTail | None = None) -> CrossKV:
-        """Keys and values of the embedded context [B, Lc', dim] (image tokens first for I2V); ``tail``: the
-        run of identical padding rows at the end of its text part (``WanState.text_tail``)."""
+    def context_kv(self, context: torch.Tensor) -> CrossKV:
+        """Keys and values of the embedded context [B, Lc', dim] (image tokens first for I2V)."""
         context = _cast(context, self.k)
         k_img = v_img = None
         if self.image_input:
             context_img, context = context[:, : self.clip_tokens], context[:, self.clip_tokens :]
             k_img = self._heads(self.norm_k_img(self.k_img(context_img)))
             v_img = self._heads(self.v_img(context_img))
-        k, v = self._heads(self.norm_k(self.k(context))), self._heads(self.v(context))
-        return CrossKV(k, v, k_img, v_img, tail)
+        return CrossKV(self._heads(self.norm_k(self.k(context))), self._heads(self.v(context)), k_img, v_img)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        context: torch.Tensor | CrossKV,
-        camera: Any = None,
-        tail: RepeatedTail | None = None,
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | CrossKV, camera: Any = None) -> torch.Tensor:
         """``context``: the embedded context, or its :meth:`context_kv` computed earlier (the same maths).
-        ``camera``: features for the camera adapter (ignored without one), raw or projected. ``tail``: see
-        :meth:`context_kv` (a :class:`CrossKV` carries its own)."""
+        ``camera``: features for the camera adapter (ignored without one), raw or projected."""
         x = _cast(x, self.q)
-        kv = context if isinstance(context, CrossKV) else self.context_kv(context, tail)
+        kv = context if isinstance(context, CrossKV) else self.context_kv(context)
         q = self._heads(self.norm_q(self.q(x)))
-        out = cross_attention(q, kv.k, kv.v, kv.tail).flatten(2)
+        out = attention(q, kv.k, kv.v).flatten(2)
         if kv.k_img is not None:
             out = out + attention(q, kv.k_img, kv.v_img).flatten(2)
         if self.camera_adapter is not None and camera is not None:
@@ -206,8 +190,6 @@ class WanState:
     freqs: torch.Tensor  # [L, head_dim//2] complex64 RoPE table
     # inside a step_invariants scope: the store entry of this context (per-block keys and values)
     reuse: invariants.Entry | None = None
-    # the text context's trailing copies of its padding row (None: merging off)
-    text_tail: RepeatedTail | None = None
 
 
 @dataclass
@@ -249,10 +231,10 @@ class WanBlock(nn.Module):
         if _fused(self.ffn[0]):
             y = self.self_attn(_modulate(self.norm1(x), e[0], e[1], self.self_attn.q), state.freqs)
             x = torch.addcmul(x, y, e[2])
-            return x + self.cross_attn(self.norm3(x), state.context, camera, state.text_tail), mod
+            return x + self.cross_attn(self.norm3(x), state.context, camera), mod
         y = self.self_attn(self.norm1(x) * (1 + e[1]) + e[0], state.freqs)
         x = x + y.float() * e[2]
-        x = x + self.cross_attn(self.norm3(x), state.context, camera, state.text_tail).float()
+        x = x + self.cross_attn(self.norm3(x), state.context, camera).float()
         return x, mod
 
     def feed_forward(self, x: torch.Tensor, mod: FfnModulation) -> torch.Tensor:
@@ -458,31 +440,25 @@ class WanDiT(nn.Module):
 
         store = invariants.active(self)
         if store is None:
-            (ctx, tail), reuse = self._embed_context(context, clip_fea), None
+            ctx, reuse = self._embed_context(context, clip_fea), None
         else:
             reuse = store.entry(
                 "context", (context, clip_fea), lambda: self._embed_context(context, clip_fea)
             )
-            ctx, tail = reuse.value
+            ctx = reuse.value
         freqs = wan_rope_freqs(cfg.head_dim, grid, tokens.device, cfg.rope_theta)
-        return WanState(
-            tokens=tokens, grid=grid, e=e, t_mod=t_mod, context=ctx, freqs=freqs, reuse=reuse, text_tail=tail
-        )
+        return WanState(tokens=tokens, grid=grid, e=e, t_mod=t_mod, context=ctx, freqs=freqs, reuse=reuse)
 
-    def _embed_context(
-        self, context: torch.Tensor, clip_fea: torch.Tensor | None
-    ) -> tuple[torch.Tensor, RepeatedTail | None]:
-        """Text features zero-padded to ``text_len`` and embedded, CLIP image tokens first for I2V; and the
-        run of identical padding rows at the end of the embedded text (``attention.repeated_tail``)."""
+    def _embed_context(self, context: torch.Tensor, clip_fea: torch.Tensor | None) -> torch.Tensor:
+        """Text features zero-padded to ``text_len`` and embedded; CLIP image tokens first for I2V."""
         cfg = self.cfg
         pad = cfg.text_len - context.shape[1]
         if pad:
             context = torch.cat([context, context.new_zeros(context.shape[0], pad, context.shape[2])], dim=1)
         ctx = self.text_embedding(_cast(context, self.text_embedding[0]))
-        tail = repeated_tail(ctx)
         if cfg.image_input:
             ctx = torch.cat([self.img_emb(clip_fea).to(ctx.dtype), ctx], dim=1)
-        return ctx, tail
+        return ctx
 
     def step_invariants(self) -> contextlib.AbstractContextManager[invariants.StepInvariants]:
         """A scope (one generation) in which forwards reuse the context keys/values and camera
@@ -514,7 +490,7 @@ class WanDiT(nn.Module):
             return state, camera  # no scope, or a swapped-out block (offload): it computes its own
         kv = reuse.per_block.get(i)
         if kv is None:
-            kv = reuse.per_block[i] = block.cross_attn.context_kv(state.context, state.text_tail)
+            kv = reuse.per_block[i] = block.cross_attn.context_kv(state.context)
         adapter = block.cross_attn.camera_adapter
         store = invariants.active(self)
         if (

@@ -103,18 +103,6 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     return fwd(q, k, v, softmax_scale=q.shape[-1] ** -0.5, causal=False)[0]
 
 
-def attention_prefix(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, used: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """FA3 over the first ``used[b]`` keys of each batch element (``seqused_k``; the shapes stay as they
-    are, so compiled code never sees a new one): (out [B, Lq, H, D] bf16, log-sum-exp [B, H, Lq] fp32)."""
-    fwd = _fwd[0]
-    assert fwd is not None, "flash3.attention_prefix called without a loaded FlashAttention-3"
-    q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
-    res = fwd(q, k, v, softmax_scale=q.shape[-1] ** -0.5, causal=False, seqused_k=used)
-    return res[0], res[1]
-
-
 def quantize_heads(x: torch.Tensor, shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """[B, L, H, D] (minus ``shift`` [B, 1, H, D]) -> (e4m3 values, fp32 scales [B, H]) with amax over (L, D)
     mapped to 448; two Triton passes on GPUs (``fp8_heads.py``), the same torch expressions elsewhere."""
