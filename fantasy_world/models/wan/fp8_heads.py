@@ -7,9 +7,11 @@ values each, and the casts around them ran at 1-2 TB/s: q, k (smoothed) and v to
 on an H200, a tenth of the FP8 attention itself (``bench/step_parts.py --only profile``). Here a first
 pass has every program take a slab of token rows and write one partial amax per head, a few hundred
 programs instead of 40; a second pass, one program per token row like ``norm_rope.py``, divides and casts.
-Measured only end to end so far, across two calls (the probe against inductor did not fit the device
-time): FP8 + FP8 attention forwards 0.704 -> 0.695 s (Wan) and 0.944 -> 0.926 s (FantasyWorld-14B), the
-error against bf16 unchanged at 1.05e-1 (``bench/results/issue12_h200_2026-12-03_s5_call5_*`` / ``call9_*``).
+On an H200 the two passes take as long as inductor's kernels for the 14B self-attention's q, k and v
+alone (0.613 vs 0.606 ms), but inside the compiled model the FP8 + FP8-attention forward cut to 4 blocks
+is 1.2 % faster with them (0.0734 vs 0.0743 s; ``bench/results/issue12_h200_2026-12-03_s6_call1_*``). Head
+dims that are not a power of two (the bidirectional cross-attention's 96) run in padded, masked tiles: the
+FantasyWorld profile of that call had inductor quantising those at ~0.4 ms per IRG block.
 
 Numerics are those of the torch form (:func:`reference`, also the op's CPU form): values in float32, minus
 ``shift`` when given (the key smoothing of ``flash3.fp8_attention``), amax over (tokens, channels) mapped to
