@@ -347,7 +347,8 @@ def idle_rows(layers: int = 40) -> None:
 
     Why: the cut 4-block forward has ~1 ms more wall time than kernel time, and the 40-block forward is
     ~10 ms slower than 40 cut blocks predict; the 14B >= 1.1x target needs 17 ms. If that time is idle GPU
-    (host launches, syncs), it is recoverable without faster kernels."""
+    (host launches, syncs), it is recoverable without faster kernels. H200, sixth session: there is none,
+    the kernels are busy for the whole span (``bench/results/issue12_h200_2026-12-03_s6_call1_*``)."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
     from fantasy_world.accel.compile import compile_blocks

@@ -270,7 +270,7 @@ def _patch_tokens(conv: nn.Conv3d, x: torch.Tensor) -> tuple[torch.Tensor, tuple
 
     Why: the Conv3d's stride equals its kernel, so it is a linear map of each patch. cuDNN computed it in
     channels-last order, converted that to [B, dim, F, H, W], added the bias in a pass of its own, and the
-    token stream then needed a transposing copy: ~1.5 ms of copies per 14B forward on an H200 (kernel
+    token stream then needed a transposing copy: ~1.1 ms of passes per 14B forward on an H200 (kernel
     profile, ``bench/step_parts.py --only profile``). The GEMM writes the tokens in order with the bias in
     its epilogue; only the (small) latents are permuted.
     """
