@@ -540,14 +540,14 @@ def qk_rope_rows(tokens: int = 16317, heads: int = 40, head_dim: int = 128) -> N
                 f"14B q/k RMS norm + RoPE + FA3, compiled: {name}",
                 cuda_time(lambda comp=comp, args=args: comp(*args)),
             )
-    chosen = norm_rope._warps
+    chosen = norm_rope.NUM_WARPS
     try:
         for warps in (4, 8, 16):
-            norm_rope._warps = lambda heads, head_dim, w=warps: w
+            norm_rope.NUM_WARPS = warps
             s = cuda_time(lambda: kernel(ql, kl))
             row(f"14B q/k Triton kernel, {warps} warps", s, tb_per_s=round(moved / s / 1e12, 2))
     finally:
-        norm_rope._warps = chosen
+        norm_rope.NUM_WARPS = chosen
 
 
 def _switched_rows(forward, switch, what: str, label: str, base: float | None = None) -> None:

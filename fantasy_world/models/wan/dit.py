@@ -432,7 +432,10 @@ class WanDiT(nn.Module):
             tokens = conv(_cast(x, conv))
             grid = (tokens.shape[2], tokens.shape[3], tokens.shape[4])
             tokens = tokens.flatten(2).transpose(1, 2)
-            tokens = tokens.contiguous().float() if _row_major_tokens[0] else tokens.float()
+            if _row_major_tokens[0]:  # one copy: the cast to float32 and the row-major order together
+                tokens = tokens.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+            else:
+                tokens = tokens.float()
 
         sin = sinusoidal_embedding(cfg.freq_dim, t).float()
         e = _linear_f32(self.time_embedding[2], nn.functional.silu(_linear_f32(self.time_embedding[0], sin)))

@@ -84,10 +84,9 @@ if triton is not None:
         tl.store(out_ptr + base + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _warps(heads: int, head_dim: int) -> int:
-    """4 warps: for the 14B row (64 × 128 padded lanes) 0.179 ms for q and k against 0.196 with 8 and 0.244
-    with 16 (H200, ``step_parts.py --only qk``); narrower rows have less to spread."""
-    return 4
+# 4 warps: for the 14B row (64 × 128 padded lanes) 0.179 ms for q and k against 0.196 with 8 and 0.244 with 16
+# (H200, ``step_parts.py --only qk``); narrower rows have less to spread.
+NUM_WARPS = 4
 
 
 def _launch(
@@ -108,7 +107,7 @@ def _launch(
             HEADS=heads,
             HEADS_P2=triton.next_power_of_2(heads),
             HEAD_DIM=head_dim,
-            num_warps=_warps(heads, head_dim),
+            num_warps=NUM_WARPS,
         )
     return out
 
